@@ -1,0 +1,110 @@
+"""The small interface every executor implements, and the data that crosses it.
+
+An executor takes a :class:`TaskSpec` (everything needed to run one try, as JSON) and later
+reports a :class:`TaskResult`. It never touches the store: the engine records what it says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class TaskSpec:
+    ref: str
+    """Opaque key chosen by the engine (unique per try), echoed back in results."""
+    kind: str  # "bash" | "python"
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int
+    dag_file: str
+    log_path: str
+    status_path: str
+    """Where the runner writes the durable exit record (JSON, written atomically)."""
+    execution_timeout: float | None = None
+    kill_grace: float = 5.0
+    bash_command: str | None = None
+    env: dict[str, str] | None = None
+    append_env: bool = False
+    cwd: str | None = None
+    do_xcom_push: bool = True
+    context: dict[str, Any] = field(default_factory=dict)
+    """JSON template context: logical_date, data_interval_start/end (ISO UTC), run_id, run_type,
+    conf, params, dag_id, task_id, try_number, max_tries, timezone."""
+    xcoms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """XComs already pushed in this run: {task_id: {key: value}}."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TaskSpec:
+        return cls(**d)
+
+
+@dataclass
+class TaskResult:
+    ref: str
+    pid: int | None
+    ok: bool
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    killed: str | None = None
+    """Reason given to Executor.kill, when the try ended because it was killed."""
+    error: str | None = None
+    """One line for the operator: the exception, the template error, 'exit status 2', 'killed by SIGKILL'."""
+    xcom: dict[str, Any] | None = None
+    branch: list[str] | None = None
+    skip_downstream: bool = False
+    started_at: str | None = None
+    ended_at: str | None = None
+    rusage: dict[str, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TaskResult:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+StartedCallback = Callable[[str, int], None]  # (ref, pid)
+FinishedCallback = Callable[[TaskResult], None]
+
+
+class Executor(Protocol):
+    """Runs tries; reports through the two callbacks on the asyncio loop that started it."""
+
+    name: str
+
+    async def start(self, on_started: StartedCallback, on_finished: FinishedCallback) -> None: ...
+
+    def submit(self, spec: TaskSpec) -> None:
+        """Hand a try over; returns at once. on_started follows when its process exists."""
+
+    def kill(self, ref: str, reason: str) -> None:
+        """TERM the try's whole process group, KILL after the grace period; on_finished follows."""
+
+    def running(self) -> int: ...
+
+    async def stop(self, *, kill_running: bool = False) -> None: ...
+
+
+_REGISTRY: dict[str, str] = {"local": "flow.executors.local:LocalExecutor"}
+
+
+def get_executor(name: str, **kwargs: Any) -> Executor:
+    """Look an executor up by name, so configuration can say `executor = "local"`."""
+    import importlib
+
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown executor {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)(**kwargs)
