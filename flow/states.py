@@ -75,14 +75,15 @@ T = TaskState
 _TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     # NONE -> SCHEDULED when deps are met; -> SKIPPED / UPSTREAM_FAILED by trigger rules.
     T.NONE: frozenset({T.SCHEDULED, T.SKIPPED, T.UPSTREAM_FAILED, T.REMOVED}),
-    # SCHEDULED -> QUEUED when a slot is free; -> NONE when an upstream is cleared again.
-    T.SCHEDULED: frozenset({T.QUEUED, T.NONE, T.SKIPPED, T.UPSTREAM_FAILED, T.REMOVED}),
+    # SCHEDULED -> QUEUED when a slot is free; -> SUCCESS for an EmptyOperator (nothing to run);
+    # -> SKIPPED when its run times out.
+    T.SCHEDULED: frozenset({T.QUEUED, T.SUCCESS, T.NONE, T.SKIPPED, T.UPSTREAM_FAILED, T.REMOVED}),
     # QUEUED -> RUNNING when the executor reports the process; -> FAILED if it could not start.
     T.QUEUED: frozenset({T.RUNNING, T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.SCHEDULED, T.NONE}),
     # RUNNING -> a finished state, or UP_FOR_RETRY when retries are left.
     T.RUNNING: frozenset({T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.SKIPPED}),
-    # UP_FOR_RETRY -> SCHEDULED once the retry delay has passed.
-    T.UP_FOR_RETRY: frozenset({T.SCHEDULED, T.QUEUED, T.FAILED}),
+    # UP_FOR_RETRY -> SCHEDULED once the retry delay has passed; -> SKIPPED when its run times out.
+    T.UP_FOR_RETRY: frozenset({T.SCHEDULED, T.QUEUED, T.FAILED, T.SKIPPED}),
 }
 _RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.FAILED}),
