@@ -7,10 +7,10 @@ RUNNING is caught where it happens rather than discovered in the history later.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     NONE = "none"
     """Created with its run; its upstream tasks have not all finished yet."""
     SCHEDULED = "scheduled"
@@ -49,7 +49,7 @@ ACTIVE = frozenset({TaskState.QUEUED, TaskState.RUNNING})
 """States that hold an executor slot."""
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     QUEUED = "queued"
     """Created; waits for a free run slot (max_active_runs)."""
     RUNNING = "running"

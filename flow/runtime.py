@@ -1,0 +1,168 @@
+"""What runs inside a task's process: rendering bash commands and running Python tasks.
+
+Imported once by the runner (a fork server), so everything a try needs is loaded before the
+fork: Jinja2 and pendulum here, the DAG file only inside the child.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import jinja2  # noqa: F401  (preloaded for forked children)
+import pendulum  # noqa: F401
+
+from flow.context import build_context
+from flow.templating import TemplateError, render_field
+from flow.xcom import RETURN_VALUE, XComError, encode_xcom
+
+__all__ = ["TemplateError", "render_bash", "run_task", "run_callback"]
+
+_BASH_EXT = (".sh", ".bash")
+
+
+def render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str | None]:
+    """(command, env, cwd) with templates rendered; a command ending in .sh/.bash names a script file.
+
+    Raises only TemplateError, so the runner has one failure to report for anything that stops
+    the command from being built (a bad template, a malformed context).
+    """
+    try:
+        return _render_bash(spec)
+    except TemplateError:
+        raise
+    except Exception as e:
+        raise TemplateError("task context", None, f"{type(e).__name__}: {e}") from None
+
+
+def _render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str | None]:
+    context = build_context(spec)
+    dag_file = spec.get("dag_file")
+    searchpath = os.path.dirname(os.path.abspath(dag_file)) if dag_file else None
+    command = render_field("bash_command", spec.get("bash_command") or "", context, _BASH_EXT, searchpath)
+    env = spec.get("env")
+    if env is not None:
+        if not isinstance(env, dict):
+            raise TemplateError("env", None, f"env must be a dict of str to str, not {type(env).__name__}")
+        env = {str(k): str(v) for k, v in render_field("env", env, context, (), searchpath).items()}
+    cwd = spec.get("cwd")
+    if cwd is not None:
+        cwd = render_field("cwd", cwd, context, (), searchpath)
+    return command, env, cwd
+
+
+def _result(ok: bool, error: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {
+        "ok": ok,
+        "error": error,
+        "xcom": fields.get("xcom"),
+        "branch": fields.get("branch"),
+        "skip_downstream": bool(fields.get("skip_downstream", False)),
+    }
+
+
+def _describe(exc: BaseException, dag_file: str | None) -> str:
+    """One line: the exception and the line that raised it, preferring a line of the DAG file."""
+    text = " ".join(str(exc).split())
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, TemplateError):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if dag_file:
+        target = os.path.abspath(dag_file)
+        in_dag = [f for f in frames if os.path.abspath(f.filename) == target]
+        if in_dag:
+            frames = in_dag
+        elif isinstance(exc, XComError):
+            return message
+    if not frames:
+        return message
+    return f"{message} (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
+
+
+def _load(spec: dict[str, Any]) -> tuple[Any, Any, str | None]:
+    """(dag, task, error): the DAG and task this try runs, or a message saying which is missing."""
+    from flow.dagbag import load_file
+
+    dag_file = spec.get("dag_file") or ""
+    dag_id = spec.get("dag_id")
+    dags, failure = load_file(dag_file)
+    if failure is not None:
+        return None, None, f"cannot import DAG file: {failure.message}"
+    found = next((d for d in dags if d.dag_id == dag_id), None)
+    if found is None:
+        return None, None, f"DAG {dag_id!r} is not defined in {dag_file}"
+    task_id = spec.get("task_id")
+    if task_id is None:
+        return found, None, None
+    task = found.task_dict.get(task_id)
+    if task is None:
+        return found, None, f"DAG {dag_id!r} has no task {task_id!r} (in {dag_file})"
+    return found, task, None
+
+
+def _branch_ids(value: Any, dag: Any, task_id: str) -> list[str]:
+    if value is None:
+        return []
+    ids = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple | set) else None
+    if ids is None or not all(isinstance(i, str) for i in ids):
+        raise TypeError(f"branch task {task_id!r} must return a task id or a list of task ids, not {value!r}")
+    unknown = [i for i in ids if i not in dag.task_dict]
+    if unknown:
+        raise ValueError(f"branch task {task_id!r} chose {', '.join(map(repr, unknown))}, not a task of DAG {dag.dag_id!r}")
+    return ids
+
+
+def run_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one Python try; never raises. Errors are one line in "error", the traceback on stderr."""
+    dag_file = spec.get("dag_file")
+    try:
+        dag, task, problem = _load(spec)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return _result(False, problem)
+        context = build_context(spec, dag=dag, task=task)
+        task.render_template_fields(context)
+        value = task.execute(context)
+        ti = context["ti"]
+        pushes: dict[str, Any] = dict(ti.pushed)
+        if value is not None and task.do_xcom_push and spec.get("do_xcom_push", True):
+            encode_xcom(task.task_id, RETURN_VALUE, value)
+            pushes[RETURN_VALUE] = value
+        branch = _branch_ids(value, dag, task.task_id) if task.is_branch else None
+        skip = bool(task.is_short_circuit and not value)
+        return _result(True, xcom=pushes or None, branch=branch, skip_downstream=skip)
+    except BaseException as e:  # noqa: BLE001 - a task's failure must become a result, whatever it raised
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        traceback.print_exc(file=sys.stderr)
+        return _result(False, _describe(e, dag_file))
+
+
+def run_callback(spec: dict[str, Any], which: str) -> dict[str, Any]:
+    """Call the task's (or, with task_id None, the DAG's) ``which`` callbacks with the try's context.
+
+    ``which`` is "on_success_callback", "on_failure_callback" or "on_retry_callback";
+    ``spec["extra"]["reason"]`` (the failure message) is passed as ``context["reason"]``.
+    Never raises: {"ok": bool, "error": str | None}.
+    """
+    if which not in ("on_success_callback", "on_failure_callback", "on_retry_callback"):
+        return {"ok": False, "error": f"unknown callback {which!r}"}
+    try:
+        dag, task, problem = _load(spec)
+        if problem is not None:
+            return {"ok": False, "error": problem}
+        owner = task if task is not None else dag
+        context = build_context(spec, dag=dag, task=task)
+        context["reason"] = (spec.get("extra") or {}).get("reason")
+        context["exception"] = context["reason"]
+        for fn in getattr(owner, which, None) or []:
+            fn(context)
+        return {"ok": True, "error": None}
+    except BaseException as e:  # noqa: BLE001
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        traceback.print_exc(file=sys.stderr)
+        return {"ok": False, "error": _describe(e, spec.get("dag_file"))}

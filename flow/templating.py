@@ -1,0 +1,149 @@
+"""Jinja templating of task fields, with errors that say which field and which line.
+
+StrictUndefined makes a typo fail the task instead of silently running ``rm -rf /{{ dirr }}``,
+and the sandbox keeps templates from reaching into Python internals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+
+from flow.xcom import Reference
+
+
+class TemplateError(Exception):
+    """str() is the whole message: "template error in bash_command line 3: 'foo' is undefined"."""
+
+    def __init__(self, field: str, line: int | None, message: str, source: str | None = None) -> None:
+        self.field = field
+        self.line = line
+        self.detail = message
+        self.source = source
+        where = field if source is None else f"{field} ({source})"
+        at = f" line {line}" if line else ""
+        super().__init__(f"template error in {where}{at}: {message}")
+
+
+def _ds_filter(value: Any) -> str:
+    return value.strftime("%Y-%m-%d")
+
+
+def _ds_nodash_filter(value: Any) -> str:
+    return value.strftime("%Y%m%d")
+
+
+def _ts_filter(value: Any) -> str:
+    return value.isoformat()
+
+
+def _ts_nodash_filter(value: Any) -> str:
+    return value.strftime("%Y%m%dT%H%M%S")
+
+
+_FILTERS = {"ds": _ds_filter, "ds_nodash": _ds_nodash_filter, "ts": _ts_filter, "ts_nodash": _ts_nodash_filter}
+_envs: dict[str | None, jinja2.Environment] = {}
+
+
+def environment(searchpath: str | None = None) -> jinja2.Environment:
+    """One sandboxed environment per template folder; the folder is the DAG file's, as in Airflow."""
+    env = _envs.get(searchpath)
+    if env is None:
+        loader = jinja2.FileSystemLoader(searchpath) if searchpath else None
+        env = jinja2.sandbox.SandboxedEnvironment(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+            extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
+        )
+        env.filters.update(_FILTERS)
+        _envs[searchpath] = env
+    return env
+
+
+def _error_line(exc: BaseException, filename: str) -> int | None:
+    """The template line from a Jinja traceback (Jinja rewrites frames to point into the template)."""
+    line = getattr(exc, "lineno", None)
+    if isinstance(exc, jinja2.TemplateSyntaxError) and line:
+        return int(line)
+    tb = exc.__traceback__
+    found = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            found = tb.tb_lineno
+        tb = tb.tb_next
+    return found
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.message or str(exc)
+    if isinstance(exc, jinja2.UndefinedError | jinja2.TemplateError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def render_string(
+    field: str,
+    text: str,
+    context: dict[str, Any],
+    template_ext: Sequence[str] = (),
+    searchpath: str | None = None,
+) -> str:
+    """Render one template; a value ending in a template extension names a file in ``searchpath``."""
+    env = environment(searchpath)
+    if template_ext and text.endswith(tuple(template_ext)):
+        if not searchpath:
+            raise TemplateError(field, None, f"template file {text!r} given but the DAG file's folder is unknown")
+        try:
+            template = env.get_template(text)
+        except jinja2.TemplateNotFound:
+            path = os.path.join(searchpath, text)
+            raise TemplateError(field, None, f"template file {path} not found") from None
+        except jinja2.TemplateSyntaxError as e:
+            raise TemplateError(field, e.lineno, _message(e), source=text) from None
+        filename = template.filename or text
+        source: str | None = text
+    else:
+        filename = "<template>"
+        source = None
+        try:
+            template = env.from_string(text)
+        except jinja2.TemplateSyntaxError as e:
+            raise TemplateError(field, e.lineno, _message(e)) from None
+    try:
+        return template.render(context)
+    except Exception as e:
+        raise TemplateError(field, _error_line(e, filename), _message(e), source=source) from None
+
+
+def render_field(
+    field: str,
+    value: Any,
+    context: dict[str, Any],
+    template_ext: Sequence[str] = (),
+    searchpath: str | None = None,
+) -> Any:
+    """Render strings, recursively through lists, tuples and dicts; resolve XComArg-like references.
+
+    A resolved reference (an upstream task's XCom) is data, so it is not rendered again. Only a
+    top-level string may name a template file: an env value "run.sh" is just a value.
+    """
+    if isinstance(value, str):
+        return render_string(field, value, context, template_ext, searchpath)
+    if isinstance(value, Reference):
+        return value.resolve(context)
+    if isinstance(value, list):
+        return [render_field(f"{field}[{i}]", v, context, (), searchpath) for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return tuple(
+            render_field(f"{field}[{i}]", v, context, (), searchpath) for i, v in enumerate(value)
+        )
+    if isinstance(value, dict):
+        return {k: render_field(f"{field}[{k!r}]", v, context, (), searchpath) for k, v in value.items()}
+    return value
