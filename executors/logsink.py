@@ -1,0 +1,125 @@
+"""What a try leaves behind: its log file, the last stdout line BashOperator pushes as XCom, its status file.
+
+Both are fed chunk by chunk as the runner reads the pipes, so nothing is held until the end
+and a task that prints gigabytes costs the runner no more memory than one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+XCOM_LINE_LIMIT = 1 << 20
+"""The runtime refuses XCom values over 1 MiB; a longer last line is reported, not pushed."""
+
+
+class LastLine:
+    """The last non-blank stdout line, kept without keeping the output."""
+
+    __slots__ = ("_partial", "_partial_long", "_last", "_last_long")
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self._partial_long = False
+        self._last: bytes | None = None
+        self._last_long = False
+
+    def feed(self, data: bytes) -> None:
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            self._extend_partial(data)
+            return
+        end = nl
+        while True:
+            start = data.rfind(b"\n", 0, end) + 1
+            if start == 0:
+                if self._partial_long:
+                    self._keep(b"", True)
+                elif self._partial.strip() or data[:end].strip():
+                    self._keep(bytes(self._partial) + data[:end], False)
+                break
+            if data[start:end].strip():
+                self._keep(data[start:end], False)
+                break
+            end = start - 1
+        self._partial = bytearray()
+        self._partial_long = False
+        self._extend_partial(data[nl + 1:])
+
+    def _extend_partial(self, data: bytes) -> None:
+        if self._partial_long:
+            return
+        self._partial += data
+        if len(self._partial) > XCOM_LINE_LIMIT:
+            self._partial = bytearray()
+            self._partial_long = True
+
+    def _keep(self, line: bytes, too_long: bool) -> None:
+        too_long = too_long or len(line) > XCOM_LINE_LIMIT
+        self._last = None if too_long else line
+        self._last_long = too_long
+
+    def finish(self) -> tuple[str | None, bool]:
+        """At EOF: (the line, decoded and right-stripped, or None; whether it was too long to keep)."""
+        if self._partial_long:
+            self._keep(b"", True)
+        elif self._partial.strip():
+            self._keep(bytes(self._partial), False)
+        self._partial = bytearray()
+        self._partial_long = False
+        if self._last is None:
+            return None, self._last_long
+        return self._last.decode("utf-8", errors="replace").rstrip(), False
+
+
+class TaskLog:
+    """A try's log file, opened once in append mode; stdout and stderr land in arrival order."""
+
+    def __init__(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.error: str | None = None
+        """Why writing stopped (disk full...): the task keeps running, its output is dropped."""
+        size = os.fstat(self.fd).st_size
+        self._at_line_start = size == 0 or os.pread(self.fd, 1, size - 1) == b"\n"
+
+    def write(self, data: bytes) -> None:
+        if not data or self.error is not None or self.fd < 0:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            self.error = f"cannot write log file {self.path}: {exc.strerror}"
+            return
+        self._at_line_start = data.endswith(b"\n")
+
+    def note(self, text: str) -> None:
+        """One `[flow] ...` line of our own, always starting on a fresh line."""
+        prefix = "" if self._at_line_start else "\n"
+        self.write(f"{prefix}[flow] {text}\n".encode("utf-8", errors="replace"))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def write_status(path: str, record: dict[str, Any]) -> str | None:
+    """tmp + rename, so a reader (a restarted flowd) sees the whole record or none. Returns a problem."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError) as exc:
+        return f"cannot write status file {path}: {exc}"
+    return None
