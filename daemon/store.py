@@ -1,0 +1,192 @@
+"""The state store: one small interface over SQLite or PostgreSQL (SQLAlchemy Core + Alembic).
+
+Writes happen in :class:`Tx` objects from :meth:`Store.begin` (one transaction each, committed on
+exit); reads are methods on :class:`Store` (see ``store_reads.py``) that each take a short
+connection of their own. Rows come back as plain dicts keyed by column name, JSON decoded and
+datetimes aware UTC, so callers never see SQLAlchemy types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+
+from .models import HEAD_REVISION, VERSION_TABLE
+from .store_reads import StoreReads
+from .store_tx import DuplicateRunError, StoreError, Tx
+
+__all__ = ["DuplicateRunError", "Store", "StoreError", "Tx"]
+
+
+_SQLITE_PRAGMAS = ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+_PG_MIGRATION_LOCK = 0x666C6F77  # "flow": serialises concurrent upgrades of one PostgreSQL database
+
+
+def _parse_url(url: str | URL) -> URL:
+    """Accept the spellings users write and pin the driver flow is tested with."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+        raise StoreError(f"invalid database URL {masked!r}: {exc}") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise StoreError(
+                f"unsupported PostgreSQL driver in {parsed}: use postgresql:// or postgresql+psycopg://"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver != "pysqlite":
+            raise StoreError(f"unsupported SQLite driver in {parsed}: use sqlite:////absolute/path.db")
+        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+            example = "sqlite:////var/lib/flow/flow.db"
+            raise StoreError(f"the database URL {parsed} names no file: flow needs a file, e.g. {example}")
+        return parsed
+    raise StoreError(f"unsupported database URL {parsed}: use sqlite:////path/to/flow.db or postgresql://...")
+
+
+def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # sqlite3 must not issue its own BEGIN: _on_sqlite_begin decides the kind of transaction.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    """Writers take the write lock up front so a busy database makes them wait, not fail.
+
+    With a deferred BEGIN, two transactions that read and then write deadlock on the lock
+    upgrade, and SQLite answers one of them "database is locked" at once, ignoring busy_timeout.
+    Readers use a deferred BEGIN: under WAL they never block a writer.
+    """
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("flow_read") else "BEGIN IMMEDIATE")
+
+
+def _reason(exc: BaseException, url: URL) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    reason = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return reason
+
+
+class Store(StoreReads):
+    """A connection pool to one flow database, plus its schema version.
+
+    Use :meth:`open`; the constructor takes an engine already configured for flow.
+    """
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self._engine = engine
+        self._read_engine = engine.execution_options(flow_read=True)
+        self.url: URL = url
+        """The database URL; ``str(store.url)`` masks the password."""
+        self.dialect: str = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str | URL, *, migrate: bool = True) -> Store:
+        """Connect, refuse a schema newer than this code, and (if ``migrate``) bring it up to date.
+
+        ``migrate=False`` still opens an empty or older database, so ``flow db upgrade`` can open
+        and then call :meth:`upgrade` itself.
+        """
+        parsed = _parse_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            try:
+                Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot open the database at {parsed}: {exc}") from None
+            engine = sa.create_engine(parsed)
+            event.listen(engine, "connect", _on_sqlite_connect)
+            event.listen(engine, "begin", _on_sqlite_begin)
+        else:
+            # A firewalled host would otherwise hang the open forever instead of failing with a reason.
+            connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+            engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        store = cls(engine, parsed)
+        try:
+            current = store.revision()
+            if current != HEAD_REVISION:
+                store._refuse_unknown(current)
+                if migrate:
+                    store.upgrade()
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.url}>"
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def revision(self) -> str:
+        """The database's Alembic revision, or "" when it has no flow schema yet."""
+        try:
+            conn = self._read_engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"cannot open the database at {self.url}: {_reason(exc, self.url)}") from None
+        with conn:
+            if not sa.inspect(conn).has_table(VERSION_TABLE):
+                return ""
+            return conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar() or ""
+
+    def upgrade(self) -> None:
+        """Apply every migration this code ships that the database lacks (idempotent)."""
+        from alembic import command
+
+        self._refuse_unknown(self.revision())
+        config = self._alembic_config()
+        with self._engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        folder = str(Path(__file__).with_name("migrations"))
+        config.set_main_option("script_location", folder.replace("%", "%%"))
+        return config
+
+    def _refuse_unknown(self, current: str) -> None:
+        if not current or current == HEAD_REVISION:
+            return
+        from alembic.script import ScriptDirectory
+
+        scripts = ScriptDirectory.from_config(self._alembic_config())
+        known = {script.revision for script in scripts.walk_revisions()}
+        if current not in known:
+            raise StoreError(
+                f"the database at {self.url} is at schema revision {current}, newer than this flow "
+                f"(knows up to {HEAD_REVISION}): upgrade flow"
+            )
+
+    # -- writes -----------------------------------------------------------------------------
+
+    @contextmanager
+    def begin(self) -> Iterator[Tx]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._engine.begin() as conn:
+            yield Tx(conn, self.dialect)
