@@ -1,0 +1,268 @@
+"""`flow`: the command line. Offline commands work on the DAG folder and the database directly.
+
+Exit codes: 0 success; 1 the thing asked for failed (a DAG run failed, an operation was
+refused, the database cannot be opened); 2 the command line itself is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from .config import ConfigError, Settings, load_settings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class Fail(click.ClickException):
+    """One clear line on stderr and exit status 1."""
+
+    exit_code = EXIT_FAILED
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"flow: {self.message}", err=True)
+
+
+class Ctx:
+    def __init__(self, flags: dict[str, Any]):
+        self.flags = flags
+        self._settings: Settings | None = None
+        self._engine: Any = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.flags)
+            except ConfigError as exc:
+                raise Fail(str(exc)) from None
+        return self._settings
+
+    def store(self) -> Any:
+        from .store import Store, StoreError
+
+        try:
+            return Store.open(self.settings.db_url)
+        except StoreError as exc:
+            raise Fail(str(exc)) from None
+
+    def engine(self, *, parse: bool = True, listener: Any = None) -> Any:
+        """An engine on the configured database, its DAGs refreshed from the folder."""
+        from flow.executors.base import get_executor
+
+        from .engine import Engine
+        from .watch import FolderWatcher
+
+        engine = Engine(self.store(), get_executor(self.settings.executor), self.settings, schedule=False,
+                        listener=listener)
+        engine.load(run_keys=set())
+        if parse:
+            try:
+                FolderWatcher(engine).refresh_sync()
+            except FileNotFoundError as exc:
+                raise Fail(f"{exc} (set --dags-folder or FLOW_DAGS_FOLDER)") from None
+        return engine
+
+
+def parse_json_option(value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc.msg} at column {exc.colno}", param_hint=name) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object such as '{\"key\": 1}'", param_hint=name)
+    return data
+
+
+def parse_date(value: str | None, name: str, tz: str = "UTC") -> datetime | None:
+    """A date or date-time from the command line; without an offset it is read in `tz`."""
+    if value is None:
+        return None
+    import pendulum
+
+    try:
+        dt = pendulum.parse(value, tz=tz)
+    except Exception:
+        raise click.BadParameter(f"{value!r} is not a date; use e.g. 2026-01-31 or 2026-01-31T09:00:00+01:00",
+                                 param_hint=name) from None
+    if not isinstance(dt, datetime):
+        raise click.BadParameter(f"{value!r} is not a date and time", param_hint=name)
+    return datetime.fromtimestamp(dt.timestamp(), UTC)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_table(rows: list[list[Any]], header: list[str]) -> None:
+    cells = [header] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, r in enumerate(cells):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dags-folder", envvar=None, help="DAG folder (default: $FLOW_DAGS_FOLDER or ~/.config/flowd/dags).")
+@click.option("--db", "db_url", help="Database URL or SQLite path (default: $FLOW_DB_URL or the user data dir).")
+@click.option("--log-folder", help="Task log folder (default: $FLOW_LOG_FOLDER or the user data dir).")
+@click.version_option(package_name="flowtui", prog_name="flow")
+@click.pass_context
+def cli(ctx: click.Context, dags_folder: str | None, db_url: str | None, log_folder: str | None) -> None:
+    """flow: DAGs of tasks on a schedule, with retries, history and logs."""
+    ctx.obj = Ctx({"dags_folder": dags_folder, "db_url": db_url, "log_folder": log_folder})
+
+
+@cli.group()
+def db() -> None:
+    """The state database."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Ctx) -> None:
+    """Create or migrate the database schema to this version of flow."""
+    store = obj.store()
+    click.echo(f"database {store.url} is at schema revision {store.revision()}")
+
+
+@cli.group()
+def dags() -> None:
+    """List, inspect, test and backfill DAGs."""
+
+
+@dags.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def dags_list(obj: Ctx, as_json: bool) -> None:
+    """Parse the DAG folder and list its DAGs."""
+    from flow.schedule import ScheduleError, parse_schedule
+
+    engine = obj.engine()
+    rows = []
+    latest = engine.store.latest_runs()
+    for row in sorted(engine.store.dags(), key=lambda r: r["dag_id"]):
+        if not row["is_active"]:
+            continue
+        ser = row["serialized"]
+        try:
+            sched = parse_schedule(_schedule_value(ser), ser.get("timezone", "UTC"))
+            human = sched.describe() if sched else "manual only"
+        except ScheduleError as exc:
+            human = str(exc)
+        last = latest.get(row["dag_id"])
+        rows.append({
+            "dag_id": row["dag_id"], "paused": bool(row["is_paused"]), "schedule": ser.get("schedule"),
+            "schedule_text": human, "timezone": ser.get("timezone"), "owner": row.get("owner"),
+            "tags": row.get("tags") or [], "fileloc": row["fileloc"],
+            "next_run": row["next_dagrun"].isoformat() if row.get("next_dagrun") else None,
+            "last_run_state": last["state"] if last else None,
+            "last_run": last["logical_date"].isoformat() if last else None,
+        })
+    errors = engine.store.import_errors()
+    if as_json:
+        emit_json({"dags": rows, "import_errors": len(errors)})
+        return
+    print_table([[r["dag_id"], "yes" if r["paused"] else "no", r["schedule_text"], r["owner"],
+                  ",".join(r["tags"]), r["last_run_state"] or "-"] for r in rows],
+                ["DAG", "PAUSED", "SCHEDULE", "OWNER", "TAGS", "LAST RUN"])
+    if errors:
+        click.echo(f"\n{len(errors)} import error(s); see `flow dags list-import-errors`", err=True)
+
+
+def _schedule_value(ser: dict[str, Any]) -> Any:
+    if ser.get("schedule_interval_seconds") is not None:
+        from datetime import timedelta
+
+        return timedelta(seconds=ser["schedule_interval_seconds"])
+    return ser.get("schedule")
+
+
+@dags.command("list-import-errors")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def dags_import_errors(obj: Ctx, as_json: bool) -> None:
+    """Files in the DAG folder that failed to load, and why."""
+    engine = obj.engine()
+    errors = engine.store.import_errors()
+    if as_json:
+        emit_json([{"filename": e["filename"], "message": e["message"], "traceback": e["traceback"]}
+                   for e in errors])
+        return
+    if not errors:
+        click.echo("no import errors")
+    for e in errors:
+        click.echo(f"{e['message']}")
+    if errors:
+        sys.exit(EXIT_FAILED)
+
+
+def get_dag(engine: Any, dag_id: str) -> dict[str, Any]:
+    from .ops import EngineError
+
+    try:
+        ser = engine._dag(dag_id)
+    except EngineError as exc:
+        errors = engine.store.import_errors()
+        hint = f"; {len(errors)} file(s) failed to import (flow dags list-import-errors)" if errors else ""
+        raise Fail(f"{exc}{hint}") from None
+    if dag_id in engine.inactive:
+        raise Fail(f"DAG {dag_id!r} is no longer in the DAG folder {engine.settings.dags_folder}")
+    return ser
+
+
+@dags.command("show")
+@click.argument("dag_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def dags_show(obj: Ctx, dag_id: str, as_json: bool) -> None:
+    """Show a DAG's tasks and dependencies as text."""
+    from .graphtext import render_graph
+
+    ser = get_dag(obj.engine(), dag_id)
+    if as_json:
+        emit_json(ser)
+        return
+    click.echo(render_graph(ser))
+
+
+@dags.command("next-runs")
+@click.argument("dag_id")
+@click.option("-n", "count", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def dags_next_runs(obj: Ctx, dag_id: str, count: int, as_json: bool) -> None:
+    """Preview the next fire times in the DAG's zone and in UTC."""
+    from zoneinfo import ZoneInfo
+
+    from flow.schedule import next_runs
+
+    engine = obj.engine()
+    ser = get_dag(engine, dag_id)
+    infos = next_runs(ser, datetime.now(UTC), count, first_seen=engine.first_seen.get(dag_id))
+    tz = ZoneInfo(ser.get("timezone") or "UTC")
+    rows = [{"logical_date": i.logical_date.isoformat(), "local": i.logical_date.astimezone(tz).isoformat(),
+             "data_interval_start": i.data_interval_start.isoformat(),
+             "data_interval_end": i.data_interval_end.isoformat()} for i in infos]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"DAG {dag_id!r} has no upcoming runs (schedule {ser.get('schedule')!r})")
+        return
+    print_table([[i.logical_date.astimezone(tz).strftime(f"%Y-%m-%d %H:%M:%S %Z ({tz.key})"),
+                  i.logical_date.strftime("%Y-%m-%d %H:%M:%S UTC")] for i in infos], ["LOCAL", "UTC"])
+
+
+def main() -> None:
+    from . import cli_run  # noqa: F401  (registers the commands that run tasks)
+
+    cli(prog_name="flow")

@@ -1,0 +1,164 @@
+"""Settings shared by flowd and every `flow` command.
+
+Precedence, lowest first: built-in per-user defaults, the TOML file, `FLOW_*` environment
+variables, command-line flags. Each value remembers where it came from, so
+`--print-config` can say why a setting has the value it has.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value flow cannot use; the message names the setting and its source."""
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def user_config_dir() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "flowd"
+
+
+def user_data_dir() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "flowd"
+
+
+def system_timezone() -> str:
+    """The host's IANA zone name, so a DAG without a zone runs on the clock its owner reads."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz and "/" in tz or tz == "UTC":
+        return tz
+    try:
+        return Path("/etc/timezone").read_text().strip() or "UTC"
+    except OSError:
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    except OSError:
+        pass
+    return "UTC"
+
+
+@dataclass
+class Settings:
+    dags_folder: str = ""
+    db_url: str = ""
+    log_folder: str = ""
+    parallelism: int = 32
+    default_timezone: str = ""
+    paused_at_creation: bool = False
+    parse_timeout: float = 30.0
+    kill_grace: float = 5.0
+    executor: str = "local"
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    ENV = {
+        "dags_folder": "FLOW_DAGS_FOLDER",
+        "db_url": "FLOW_DB_URL",
+        "log_folder": "FLOW_LOG_FOLDER",
+        "parallelism": "FLOW_PARALLELISM",
+        "default_timezone": "FLOW_DEFAULT_TIMEZONE",
+        "paused_at_creation": "FLOW_PAUSED_AT_CREATION",
+        "parse_timeout": "FLOW_PARSE_TIMEOUT",
+        "kill_grace": "FLOW_KILL_GRACE",
+        "executor": "FLOW_EXECUTOR",
+    }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+
+
+def _defaults() -> dict[str, Any]:
+    data = user_data_dir()
+    return {
+        "dags_folder": str(user_config_dir() / "dags"),
+        "db_url": f"sqlite:///{data / 'flow.db'}",
+        "log_folder": str(data / "logs"),
+        "default_timezone": system_timezone(),
+    }
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "int":
+            value = int(value)
+            if value < 1:
+                raise ValueError("must be at least 1")
+        elif kind == "float":
+            value = float(value)
+            if value <= 0:
+                raise ValueError("must be positive")
+        elif kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError("expected true or false")
+                value = value.lower() in ("1", "true", "yes", "on")
+            value = bool(value)
+        else:
+            value = str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name} = {value!r} from {source}: {exc}") from None
+    return value
+
+
+def config_file_path() -> Path:
+    explicit = os.environ.get("FLOW_CONFIG")
+    return Path(explicit) if explicit else user_config_dir() / "flowd.toml"
+
+
+def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | None = None) -> Settings:
+    """Resolve settings from defaults, the TOML file, the environment and flags (flag wins)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, val in _defaults().items():
+        values[key], sources[key] = val, "default"
+    for f in fields(Settings):
+        if f.name not in values and f.name != "sources":
+            sources[f.name] = "default"
+    path = config_file or config_file_path()
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+        section = data.get("flowd", data)
+        for key, val in section.items():
+            if key not in Settings.ENV:
+                if isinstance(val, dict):
+                    continue
+                raise ConfigError(f"unknown setting {key!r} in {path}; known: {', '.join(Settings.ENV)}")
+            values[key], sources[key] = _coerce(key, val, str(path)), str(path)
+    for key, env in Settings.ENV.items():
+        if os.environ.get(env):
+            values[key], sources[key] = _coerce(key, os.environ[env], f"${env}"), f"${env}"
+    for key, val in (flags or {}).items():
+        if val is not None:
+            values[key], sources[key] = _coerce(key, val, "command line"), "command line"
+    settings = Settings(**values)
+    settings.dags_folder = str(Path(settings.dags_folder).expanduser().absolute())
+    settings.log_folder = str(Path(settings.log_folder).expanduser().absolute())
+    settings.db_url = normalize_db_url(settings.db_url)
+    settings.sources = sources
+    return settings
+
+
+def normalize_db_url(url: str) -> str:
+    """Accept a bare path as SQLite, so `--db ./flow.db` does what a user means."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().absolute()}"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rest = url[len("sqlite:///"):]
+        if rest and rest != ":memory:":
+            return f"sqlite:///{Path(rest).expanduser().absolute()}"
+    return url

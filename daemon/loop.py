@@ -1,0 +1,72 @@
+"""The engine's loop: event-driven, with a burst mode that returns once nothing can progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flow.states import ACTIVE, RunState
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class LoopMixin:
+    """Mixed into Engine; `self` is the engine."""
+
+    def idle(self: Engine) -> bool:
+        """True when nothing is in flight and no unfinished run can still make progress."""
+        if self.refs or self._events or self.callbacks or self.callbacks_inflight:
+            return False
+        paused = set(self.paused) - {self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs}
+        return all(r.state == RunState.QUEUED and r.dag_id in paused for r in self.runs.values())
+
+    async def run(self: Engine, *, once: bool = False, periodic: Callable[[], Any] | None = None,
+                  period: float = 1.0, kill_on_exit: bool = False) -> None:
+        """Run the loop. once=True returns when idle (burst mode); `periodic` runs every `period` s.
+
+        kill_on_exit stops running tries when the loop ends early (a foreground command interrupted);
+        otherwise they go on under the runner and are settled by the next engine that loads them.
+        """
+        self._wake = asyncio.Event()
+        await self.executor.start(self._on_started, self._on_finished)
+        loop = asyncio.get_running_loop()
+        next_periodic = loop.time()
+        try:
+            while True:
+                if periodic is not None and loop.time() >= next_periodic:
+                    res = periodic()
+                    if asyncio.iscoroutine(res):
+                        await res
+                    next_periodic = loop.time() + period
+                self._wake.clear()
+                wake_at = self.tick()
+                if once and self.idle() and not self._due_now():
+                    return
+                timeout = None if wake_at is None else max(0.0, (wake_at - self.clock()).total_seconds())
+                if periodic is not None:
+                    left = max(0.0, next_periodic - loop.time())
+                    timeout = left if timeout is None else min(timeout, left)
+                if self._events:
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.executor.stop(kill_running=kill_on_exit)
+
+    def _due_now(self: Engine) -> bool:
+        if not self.schedule:
+            return False
+        now = self.clock()
+        return any(
+            n is not None and n <= now and d not in self.paused and d not in self.inactive
+            for d, n in self.next_dagrun.items()
+        )
+
+    def running_count(self: Engine) -> int:
+        return sum(1 for r in self.runs.values() for v in r.tis.values() if v.state in ACTIVE)
+
+

@@ -1,0 +1,110 @@
+"""Applying what the executor reports: a try started, a try ended (with its XComs and branch choice).
+
+Also follows tries that an earlier flowd left running, until their exit record appears.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flow.executors.base import TaskResult
+from flow.planner import branch_skips, on_try_finished, short_circuit_skips
+from flow.states import TaskState
+
+from .specs import CALLBACK_FOR_STATE
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class ResultsMixin:
+    """Mixed into Engine; `self` is the engine."""
+
+    def watch_orphan(self: Engine, ref: str, status_file: str, pid: int | None) -> None:
+        """Follow a try started by an earlier flowd until its exit record appears."""
+        self.orphans[ref] = (status_file, pid)
+
+    def _check_orphans(self: Engine) -> None:
+        from .recovery import _alive, read_status
+
+        for ref, (path, pid) in list(self.orphans.items()):
+            result = read_status(path)
+            if result is None and _alive(pid):
+                continue
+            del self.orphans[ref]
+            if result is None:
+                result = TaskResult(ref=ref, pid=pid, ok=False, error="lost: the process ended without an exit record")
+            result.ref = ref
+            self._events.append(("finished", result))
+
+    def _apply_started(self: Engine, tx: Any, ref: str, pid: int, now: datetime) -> None:
+        loc = self.refs.get(ref)
+        if loc is None or loc[0] not in self.runs:
+            return
+        run = self.runs[loc[0]]
+        extra = run.extra[loc[1]]
+        if extra.ref != ref or run.tis[loc[1]].state != TaskState.QUEUED:
+            return
+        extra.pid, extra.start_date = pid, now
+        try_number = run.tis[loc[1]].try_number
+        self._set_ti(tx, run, loc[1], TaskState.RUNNING, now, pid=pid, start_date=now)
+        tx.update_try(run.key, loc[1], try_number, state=TaskState.RUNNING.value, pid=pid, start_date=now)
+
+    def _apply_finished(self: Engine, tx: Any, result: TaskResult, now: datetime) -> None:
+        loc = self.refs.pop(result.ref, None)
+        if loc is None:
+            return
+        run_key, task_id = loc
+        run = self.runs.get(run_key)
+        try_number = int(result.ref.rsplit(":", 1)[1])
+        ended = _parse_time(result.ended_at) or now
+        started = _parse_time(result.started_at)
+        duration = (ended - started).total_seconds() if started else None
+        current = run is not None and run.extra[task_id].ref == result.ref
+        if not current:
+            # The try was cleared or marked while it ran: record how it ended, change nothing else.
+            tx.update_try(run_key, task_id, try_number, state=TaskState.FAILED.value, end_date=ended,
+                          duration=duration, exit_code=result.exit_code, signal=result.signal,
+                          error=result.killed or result.error)
+            return
+        assert run is not None
+        task = self.defs[run.dag_id].tasks[task_id]
+        extra = run.extra[task_id]
+        extra.ref = None
+        # Tries granted by a clear are counted from where the clear left off.
+        offset = extra.max_tries - (task.retries + 1)
+        retryable = not (result.killed and result.killed.startswith("dagrun_timeout"))
+        state, retry_at = on_try_finished(task, try_number - offset, result.ok, ended, retryable=retryable)
+        error = None if result.ok else (result.error or "failed")
+        self._set_ti(tx, run, task_id, state, now, end_date=ended, duration=duration, exit_code=result.exit_code,
+                     error=error, next_retry_at=retry_at, pid=result.pid, reason=error or "")
+        try_state = TaskState.FAILED if state == TaskState.UP_FOR_RETRY else state
+        tx.update_try(run_key, task_id, try_number, state=try_state.value, end_date=ended, duration=duration,
+                      exit_code=result.exit_code, signal=result.signal, error=error, pid=result.pid,
+                      **({"start_date": started} if started else {}))
+        which = CALLBACK_FOR_STATE.get(state.value)
+        if which:
+            self._queue_callback(run, task_id, which, error, try_number)
+        if result.ok and result.xcom:
+            for key, value in result.xcom.items():
+                tx.set_xcom(run_key, task_id, key, value)
+            run.xcoms.setdefault(task_id, {}).update(result.xcom)
+        if result.ok:
+            dag = self.defs[run.dag_id]
+            skips: set[str] = set()
+            if result.branch is not None:
+                skips = branch_skips(dag, task_id, result.branch)
+            elif result.skip_downstream:
+                skips = short_circuit_skips(dag, task_id)
+            for tid in dag.tasks:  # topological order keeps the events readable
+                if tid in skips and run.tis[tid].state in (TaskState.NONE, TaskState.SCHEDULED):
+                    self._set_ti(tx, run, tid, TaskState.SKIPPED, now, reason=f"skipped by {task_id}")
+
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
