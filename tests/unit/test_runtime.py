@@ -7,8 +7,8 @@ import pathlib
 import textwrap
 
 import pytest
-from flow.executors.base import TaskSpec
 
+from flow.executors.base import TaskSpec
 from flow.runtime import TemplateError, render_bash, run_callback, run_task
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
