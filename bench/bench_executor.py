@@ -1,10 +1,11 @@
 """LocalExecutor latency: submit -> on_finished for tasks that do nothing. Prints, asserts nothing.
 
-200 sequential `true` bash tasks, then 100 sequential no-op PythonOperator tasks, each submitted
-only after the previous one finished, so every figure is the executor's own overhead: the JSON
-round trip, fork (+ exec of bash, or the DAG file import for Python), reaping, the status file.
+200 sequential `true` bash tasks, 200 templated ones (`true {{ ds }}`: what Jinja costs), then 100
+sequential no-op PythonOperator tasks, each submitted only after the previous one finished, so every
+figure is the executor's own overhead: the JSON round trip, rendering and starting bash (or forking
+and importing the DAG file for Python), reaping, the status file.
 
-    .venv/bin/python bench/bench_executor.py [--bash 200] [--python 100]
+    .venv/bin/python bench/bench_executor.py [--bash 200] [--templated 200] [--python 100]
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ with DAG("bench_noop", schedule=None):
 """
 
 
-def _spec(root: Path, kind: str, i: int, dag_file: str) -> TaskSpec:
+def _spec(root: Path, kind: str, i: int, dag_file: str, command: str) -> TaskSpec:
     log = root / "logs" / kind / f"{i}.log"
     return TaskSpec(
         ref=f"{kind}-{i}", kind=kind, dag_id="bench_noop", task_id="noop", run_id="bench", try_number=1,
         dag_file=dag_file, log_path=str(log), status_path=f"{log}.status.json",
-        bash_command="true" if kind == "bash" else None, do_xcom_push=False,
+        bash_command=command if kind == "bash" else None, do_xcom_push=False,
         context={"logical_date": "2024-01-01T00:00:00+00:00", "data_interval_start": "2024-01-01T00:00:00+00:00",
                  "data_interval_end": "2024-01-01T00:00:00+00:00", "run_id": "bench", "run_type": "manual",
                  "conf": {}, "params": {}, "dag_id": "bench_noop", "task_id": "noop", "try_number": 1,
@@ -42,14 +43,14 @@ def _spec(root: Path, kind: str, i: int, dag_file: str) -> TaskSpec:
     )
 
 
-async def _measure(root: Path, kind: str, n: int, dag_file: str) -> tuple[list[float], int]:
+async def _measure(root: Path, kind: str, n: int, dag_file: str, command: str = "true") -> tuple[list[float], int]:
     finished: asyncio.Queue[TaskResult] = asyncio.Queue()
     executor = LocalExecutor()
     await executor.start(lambda ref, pid: None, finished.put_nowait)
     latencies, failures = [], 0
     try:
         for i in range(n):
-            spec = _spec(root, kind, i, dag_file)
+            spec = _spec(root, kind, i, dag_file, command)
             t0 = time.perf_counter()
             executor.submit(spec)
             result = await finished.get()
@@ -70,6 +71,7 @@ def _report(label: str, ms: list[float], failures: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bash", type=int, default=200, help="sequential `true` bash tasks")
+    parser.add_argument("--templated", type=int, default=200, help="sequential `true {{ ds }}` bash tasks")
     parser.add_argument("--python", type=int, default=100, help="sequential no-op Python tasks")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flow-bench-") as tmp:
@@ -79,6 +81,9 @@ def main() -> None:
         print("submit -> finished latency, LocalExecutor (one task at a time)")
         if args.bash:
             _report("bash `true`", *asyncio.run(_measure(root, "bash", args.bash, str(dag_file))))
+        if args.templated:
+            _report("bash `true {{ ds }}`",
+                    *asyncio.run(_measure(root, "bash", args.templated, str(dag_file), "true {{ ds }}")))
         if args.python:
             _report("python no-op", *asyncio.run(_measure(root, "python", args.python, str(dag_file))))
 

@@ -1,10 +1,14 @@
-"""The child's side of a try: how it starts warm, how it becomes the task, how its end is read.
+"""How a try's process comes to exist: bash is spawned, our own Python code runs in a fork.
 
-`become_task` runs in the child between fork and exec (bash) or exit (Python). It must never
-return into the runner's loop, so it ends in ``os._exit`` whatever happens, and failures are
-written where the runner will find them: the message to stderr (which is the try's log) and a
-result file next to the status file, which `read_result` and `outcome` turn into the record.
-`preload` runs once in the runner, before any fork, so that every child inherits it.
+Bash tries: the runner renders the command itself and starts bash with ``posix_spawn``, which
+(vfork + exec) costs a fraction of forking the ~30 MB runner, whose page tables fork must copy
+only for exec to throw them away. Most commands have no template at all; they skip Jinja and
+the context entirely. A template that fails is the try's result and no process is started.
+
+Python tasks and callbacks: the runner forks and the child runs the callable warm, with
+everything `preload` imported already. `become_task` runs in that child and must never return
+into the runner's loop, so it ends in ``os._exit`` whatever happens; what it has to say goes to
+stderr (the try's log) and to a result file that logsink.read_result turns into the record.
 """
 
 from __future__ import annotations
@@ -18,19 +22,31 @@ import sys
 from typing import Any, NoReturn
 
 from flow.executors.base import TaskSpec
+from flow.executors.logsink import FORKED_KINDS, result_path
+
+KINDS = ("bash", *FORKED_KINDS)
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback")
 
 _RESET_SIGNALS = (
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD,
     signal.SIGPIPE, signal.SIGXFSZ, signal.SIGUSR1, signal.SIGUSR2,
 )
-"""Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec: a task's
-`yes | head` would spin on EPIPE instead of ending. The runner's own handlers go too."""
+"""Every signal the runner handles or ignores. Python ignores SIGPIPE and SIGXFSZ, and an ignored
+signal stays ignored across exec: a task's `yes | head` would spin on EPIPE instead of ending."""
+_DEFAULT_SIGNALS = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+"""What bash starts with at default disposition: all of them, so that a signal ignored by whoever
+started flowd (nohup, a shell's `&`) is not ignored in tasks either. (glibc's posix_spawn leaves
+its two internal signals, 32 and 33, ignored; glibc installs its own handlers before using them.)"""
 
-EXEC_FAILED = 127
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+"""Jinja's three delimiters: a string with none of them renders to itself. `{#` belongs here
+because bash's `${#var}` opens a Jinja comment, and whether that fails must not depend on us."""
+_TEMPLATE_FILE_EXT = (".sh", ".bash")
+"""flow.runtime's BashOperator template_ext: such a command names a template file to render."""
 
 
-def result_path(status_path: str) -> str:
-    return status_path + ".result"
+class StartRefused(Exception):
+    """The try cannot start (a template error, an unusable cwd): str() is the one line to report."""
 
 
 def warn(message: str) -> None:
@@ -40,9 +56,151 @@ def warn(message: str) -> None:
         pass
 
 
+def check_spec(spec: Any) -> None:
+    """Enough to be sure the runner itself cannot trip over the request; the rest is the task's."""
+    if not isinstance(spec, dict):
+        raise ValueError("'spec' must be an object")
+    TaskSpec.from_json(spec)
+    if spec["kind"] not in KINDS:
+        raise ValueError(f"unknown task kind {spec['kind']!r} (expected one of {', '.join(KINDS)})")
+    callback = spec["kind"] == "callback"
+    for key in ("ref", "dag_id", "task_id", "log_path", "status_path"):
+        if not isinstance(spec[key], str) or not (spec[key] or (callback and key == "task_id")):
+            raise ValueError(f"{key!r} must be a non-empty string, not {spec[key]!r}")
+    for key in ("execution_timeout", "kill_grace"):
+        value = spec[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ValueError(f"{key!r} must be a non-negative number of seconds, not {value!r}")
+    if spec["kill_grace"] is None:
+        raise ValueError("'kill_grace' must be a number of seconds, not None")
+    if spec["kind"] == "bash" and not isinstance(spec["bash_command"], str | None):
+        raise ValueError(f"'bash_command' must be a string, not {spec['bash_command']!r}")
+    if callback:
+        which = spec["extra"].get("which") if isinstance(spec["extra"], dict) else None
+        if which not in CALLBACKS:
+            raise ValueError(f"a callback needs extra.which, one of {', '.join(CALLBACKS)}; not {which!r}")
+
+
+def describe(spec: dict[str, Any]) -> str:
+    """What the log's `started` line calls this try."""
+    name = f"{spec['dag_id']}.{spec['task_id']}" if spec["task_id"] else spec["dag_id"]
+    if spec["kind"] == "callback":
+        return f"{name} {spec['extra']['which']} for try {spec['try_number']}"
+    return f"{name} try {spec['try_number']}"
+
+
+# -- bash: rendered here, spawned without a fork ---------------------------------------------
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, str) and not any(mark in value for mark in _TEMPLATE_MARKS)
+
+
+def _needs_rendering(spec: dict[str, Any]) -> bool:
+    command, env, cwd = spec.get("bash_command") or "", spec.get("env"), spec.get("cwd")
+    if not _plain(command) or command.endswith(_TEMPLATE_FILE_EXT):
+        return True
+    if env is not None and not (isinstance(env, dict) and all(_plain(v) for v in env.values())):
+        return True
+    return cwd is not None and not _plain(cwd)
+
+
+def render_bash_command(spec: dict[str, Any]) -> tuple[str, dict[str, str], str | None]:
+    """(command, the whole environment, cwd) for bash; raises StartRefused on a template error.
+
+    Without a template mark the fields are used as they are: the same strings Jinja would return,
+    for none of the cost of building the context (which is then not checked either: a try that
+    uses no template cannot be failed by a malformed one).
+    """
+    if _needs_rendering(spec):
+        from flow.runtime import TemplateError, render_bash
+
+        try:
+            command, env, cwd = render_bash(spec)
+        except TemplateError as exc:
+            raise StartRefused(str(exc)) from None
+    else:
+        command, env, cwd = spec.get("bash_command") or "", spec.get("env"), spec.get("cwd")
+    if env is None:
+        env = dict(os.environ)
+    elif spec.get("append_env"):
+        env = {**os.environ, **env}
+    return command, env, cwd
+
+
+def spawn_bash(command: str, env: dict[str, str], cwd: str | None, stdout_fd: int, stderr_fd: int) -> int:
+    """Start ``bash -c command`` in its own session; returns its pid once it has exec'd.
+
+    Only fds 0-2 reach bash: every fd of the runner is close-on-exec (Python's default, and the
+    runner's own pipes, pidfds and log files say so explicitly). posix_spawn has no chdir before
+    Python 3.13, so the runner, which is single-threaded, steps into `cwd` for the call and back.
+    Raises StartRefused for an unusable cwd; OSError, ValueError or TypeError if bash cannot be started
+    (no /bin/bash, a NUL byte or a bad name in the command or the environment).
+    """
+    home = -1
+    if cwd:
+        home = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            os.close(home)
+            raise StartRefused(f"cannot use cwd {cwd!r}: {exc.strerror}") from None
+    try:
+        return os.posix_spawn(
+            "/bin/bash", ["bash", "-c", command], env, setsid=True, setsigmask=(), setsigdef=_DEFAULT_SIGNALS,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                          (os.POSIX_SPAWN_DUP2, stdout_fd, 1), (os.POSIX_SPAWN_DUP2, stderr_fd, 2)],
+        )
+    finally:
+        if home >= 0:
+            try:
+                os.fchdir(home)
+            except OSError as exc:
+                warn(f"cannot return to the runner's folder after spawning in {cwd!r}: {exc}")
+            os.close(home)
+
+
+def keep_inherited_fds_from_tasks(keep: int) -> None:
+    """Mark every fd this process inherited (but `keep`) close-on-exec: bash tries are started with
+    posix_spawn, which passes on whatever is inheritable, and whoever started flowd may have left
+    fds open for it (a shell's, a supervisor's). Python's own fds are non-inheritable already."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+# -- Python tasks and callbacks: run in a fork -----------------------------------------------
+
+
+def fork_task(spec: dict[str, Any], stdout_fd: int, stderr_fd: int, blocked: set[signal.Signals]) -> int:
+    """Fork a child that becomes the try; `blocked` (the runner's handled signals) stay blocked
+    across fork until the child has reset its handlers: a signal to it before that would run the
+    runner's handler and land in the runner's wake-up pipe, which the child still shares."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+    if pid == 0:
+        try:
+            become_task(spec, stdout_fd, stderr_fd)
+        finally:
+            os._exit(70)
+    return pid
+
+
 def become_task(spec: dict[str, Any], stdout_fd: int, stderr_fd: int) -> NoReturn:
     """Turn this freshly forked process into the try described by `spec`."""
-    code = EXEC_FAILED
+    code = 70
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
@@ -54,14 +212,9 @@ def become_task(spec: dict[str, Any], stdout_fd: int, stderr_fd: int) -> NoRetur
         os.dup2(stdout_fd, 1)
         os.dup2(stderr_fd, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        if spec["kind"] == "bash":
-            code = 1
-            _exec_bash(spec)
-        else:
-            code = _run_python(spec)
+        code = _run_python(spec)
     except BaseException as exc:  # noqa: B036 - nothing may escape into the runner's copy
-        message = f"could not start the task: {type(exc).__name__}: {exc}"
-        _report(spec, message)
+        _report(spec, f"could not start the task: {type(exc).__name__}: {exc}")
     finally:
         os._exit(code)
 
@@ -86,41 +239,24 @@ def _write_result(spec: dict[str, Any], result: dict[str, Any]) -> None:
         os.write(2, f"[flow] cannot write the result file: {exc}\n".encode())
 
 
-def _exec_bash(spec: dict[str, Any]) -> None:
-    """Render in the child so a slow or failing template costs the runner nothing."""
-    from flow.runtime import TemplateError, render_bash
-
-    try:
-        command, env, cwd = render_bash(spec)
-    except TemplateError as exc:
-        _report(spec, str(exc))
-        return
-    if env is None:
-        env = dict(os.environ)
-    elif spec.get("append_env"):
-        env = {**os.environ, **env}
-    if cwd:
-        try:
-            os.chdir(cwd)
-        except OSError as exc:
-            _report(spec, f"cannot use cwd {cwd!r}: {exc.strerror}")
-            return
-    try:
-        os.execve("/bin/bash", ["bash", "-c", command], env)
-    except OSError as exc:
-        _report(spec, f"cannot run /bin/bash: {exc.strerror}")
-        os._exit(EXEC_FAILED)
-
-
 def _run_python(spec: dict[str, Any]) -> int:
-    """Run the operator here: the runner already imported flow and its dependencies, so this is warm."""
+    """Run the operator or the callbacks here: the runner already imported flow, so this is warm.
+
+    A DAG-level callback comes with task_id "" (a TaskSpec's task_id is a string); run_callback
+    reads task_id None as "the DAG's own callbacks".
+    """
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.reconfigure(line_buffering=True)
-    from flow.runtime import run_task
+    from flow.runtime import run_callback, run_task
 
     try:
-        result = run_task(spec)
+        if spec["kind"] == "callback":
+            result = run_callback(dict(spec, task_id=spec["task_id"] or None), spec["extra"]["which"])
+            if not result.get("ok"):
+                print(f"[flow] {spec['extra']['which']} failed: {result.get('error')}", file=sys.stderr)
+        else:
+            result = run_task(spec)
     except BaseException as exc:  # noqa: B036 - run_task promises not to raise; SystemExit still can
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     _flush_streams()
@@ -159,8 +295,9 @@ def preload() -> None:
     """Import and exercise what tasks need once, here, so every forked child inherits it warm.
 
     Importing is not enough: Jinja2, pendulum and the DAG loader import and cache more on first
-    use, which every child would otherwise redo (compiling from source when bytecode writing is
-    off). So one bash command is rendered and one built-in Python task runs in this process.
+    use, which every child (and the first templated bash try) would otherwise redo, compiling from
+    source when bytecode writing is off. So one bash command is rendered and one built-in Python
+    task runs in this process.
     """
     for name in PRELOAD:
         try:
@@ -204,49 +341,3 @@ def _warm_up() -> None:
         if not result.get("ok"):
             raise RuntimeError(result.get("error"))
     sys.path[:] = saved_path
-
-
-# -- the runner reading back what the child did ------------------------------------------------
-
-
-def read_result(status_path: str) -> dict[str, Any] | None:
-    """What the child reported (a Python task's result, a template error), consumed once."""
-    path = result_path(status_path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-    return data if isinstance(data, dict) else None
-
-
-def outcome(spec: dict[str, Any], code: int, *, timed_out: bool, killed: str | None,
-            reported: dict[str, Any] | None) -> tuple[bool, str | None]:
-    """(ok, the one-line reason when not): `code` is waitstatus_to_exitcode's (negative = signal).
-
-    The operator reads the most specific cause: our own timeout or kill first, then what the task
-    said about itself (the exception, the template error), then how the process ended.
-    """
-    ok = code == 0 and not timed_out and killed is None
-    if spec["kind"] == "python":
-        ok = ok and bool(reported and reported.get("ok"))
-    elif reported is not None:
-        ok = ok and bool(reported.get("ok", True))
-    if ok:
-        return True, None
-    if timed_out:
-        return False, f"timed out after {spec['execution_timeout']:g}s"
-    if killed is not None:
-        return False, f"killed: {killed}"
-    if reported and reported.get("error"):
-        return False, str(reported["error"]).strip().splitlines()[-1]
-    if code < 0:
-        return False, f"killed by {signal.Signals(-code).name}"
-    if code != 0:
-        return False, f"exit status {code}"
-    return False, "the task process exited without reporting a result"

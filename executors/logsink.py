@@ -1,14 +1,20 @@
-"""What a try leaves behind: its log file, the last stdout line BashOperator pushes as XCom, its status file.
+"""What a try leaves behind: its log file, the last stdout line BashOperator pushes as XCom, the
+result a forked child reports about itself, and the status file judged from all of them.
 
-Both are fed chunk by chunk as the runner reads the pipes, so nothing is held until the end
-and a task that prints gigabytes costs the runner no more memory than one line.
+The log and the last line are fed chunk by chunk as the runner reads the pipes, so nothing is
+held until the end and a task that prints gigabytes costs the runner no more memory than one line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any
+
+FORKED_KINDS = ("python", "callback")
+"""Kinds whose process is a fork of the runner running our own code: only their reported result
+says whether they succeeded (a Python task's exit status 0 alone proves nothing)."""
 
 XCOM_LINE_LIMIT = 1 << 20
 """The runtime refuses XCom values over 1 MiB; a longer last line is reported, not pushed."""
@@ -123,3 +129,49 @@ def write_status(path: str, record: dict[str, Any]) -> str | None:
     except (OSError, TypeError, ValueError) as exc:
         return f"cannot write status file {path}: {exc}"
     return None
+
+
+def result_path(status_path: str) -> str:
+    """Where a forked child writes what it has to say about itself (its result, its exception)."""
+    return status_path + ".result"
+
+
+def read_result(status_path: str) -> dict[str, Any] | None:
+    """What the child reported (a Python task's or a callback's result), consumed once."""
+    path = result_path(status_path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return data if isinstance(data, dict) else None
+
+
+def outcome(spec: dict[str, Any], code: int, *, timed_out: bool, killed: str | None,
+            reported: dict[str, Any] | None) -> tuple[bool, str | None]:
+    """(ok, the one-line reason when not): `code` is waitstatus_to_exitcode's (negative = signal).
+
+    The operator reads the most specific cause: our own timeout or kill first, then what the task
+    said about itself (the exception), then how the process ended.
+    """
+    ok = code == 0 and not timed_out and killed is None
+    if spec["kind"] in FORKED_KINDS:
+        ok = ok and bool(reported and reported.get("ok"))
+    if ok:
+        return True, None
+    if timed_out:
+        return False, f"timed out after {spec['execution_timeout']:g}s"
+    if killed is not None:
+        return False, f"killed: {killed}"
+    if reported and reported.get("error"):
+        return False, str(reported["error"]).strip().splitlines()[-1]
+    if code < 0:
+        return False, f"killed by {signal.Signals(-code).name}"
+    if code != 0:
+        return False, f"exit status {code}"
+    return False, "the task process exited without reporting a result"

@@ -1,9 +1,10 @@
-"""The fork server behind LocalExecutor: one long-lived process that spawns every local try.
+"""The process behind LocalExecutor: one long-lived server that starts every local try.
 
-Why a separate process: flowd's event loop must never block on fork or on pipe I/O; a runner
-that has already imported Jinja2, pendulum and the runtime forks children that start warm (a
-Python task pays no interpreter start-up); and tries must outlive flowd: when its socket closes
-the runner keeps reading their output and writes their exit records, then exits.
+Why a separate process: flowd's event loop must never block on starting processes or on pipe
+I/O; a runner that has already imported Jinja2, pendulum and the runtime renders bash commands
+warm and forks Python tries that start warm (no interpreter start-up); and tries must outlive
+flowd: when its socket closes the runner keeps reading their output and writes their exit
+records, then exits. How each kind of try is started is child.py's business.
 
 Single-threaded (runloop.EventLoop): each child has a pidfd (exit), two pipes (output) and
 maybe a timer (timeout, kill escalation).
@@ -27,19 +28,18 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from flow.executors.base import TaskResult, TaskSpec
-from flow.executors.child import become_task, outcome, preload, read_result, result_path, warn
-from flow.executors.logsink import LastLine, TaskLog, write_status
+from flow.executors import child
+from flow.executors.base import TaskResult
+from flow.executors.child import StartRefused, warn
+from flow.executors.logsink import LastLine, TaskLog, outcome, read_result, result_path, write_status
 from flow.executors.runloop import EventLoop, Timer
 
 READ_SIZE = 64 * 1024
 DRAIN_LIMIT = 64
 """Reads per pipe after the main process exited: what it wrote is buffered, while a grandchild
 still holding the pipe could write forever and must not keep the try open."""
-KINDS = ("bash", "python")
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
-"""Blocked across fork: until the child has reset its handlers, a signal to it would run the
-runner's handler and land in the runner's wake-up pipe, which the child still shares."""
+"""The signals whose handlers a forked child must not run (see child.fork_task)."""
 
 
 def _now_iso() -> str:
@@ -52,24 +52,6 @@ def _killpg(pgid: int, sig: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-def _check_spec(spec: Any) -> None:
-    """Enough to be sure the runner itself cannot trip over the request; the rest is the task's."""
-    if not isinstance(spec, dict):
-        raise ValueError("'spec' must be an object")
-    TaskSpec.from_json(spec)
-    for key in ("ref", "dag_id", "task_id", "log_path", "status_path"):
-        if not isinstance(spec[key], str) or not spec[key]:
-            raise ValueError(f"{key!r} must be a non-empty string, not {spec[key]!r}")
-    if spec["kind"] not in KINDS:
-        raise ValueError(f"unknown task kind {spec['kind']!r} (expected one of {', '.join(KINDS)})")
-    for key in ("execution_timeout", "kill_grace"):
-        value = spec[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise ValueError(f"{key!r} must be a non-negative number of seconds, not {value!r}")
-    if spec["kill_grace"] is None:
-        raise ValueError("'kill_grace' must be a number of seconds, not None")
 
 
 class _Try:
@@ -187,7 +169,7 @@ class Runner:
     def _spawn(self, spec: Any) -> None:
         ref = spec.get("ref") if isinstance(spec, dict) else None
         try:
-            _check_spec(spec)
+            child.check_spec(spec)
         except (TypeError, ValueError) as exc:
             self._reject(ref, f"bad spawn request for {ref!r}: {exc}")
             return
@@ -198,33 +180,27 @@ class Runner:
         if log is None:
             return
         pipes: list[int] = []
-        pid = -1
         try:
+            bash = child.render_bash_command(spec) if spec["kind"] == "bash" else None
             pipes = [*os.pipe2(os.O_CLOEXEC), *os.pipe2(os.O_CLOEXEC)]
             started_at, t0 = _now_iso(), time.monotonic()
-            signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-            try:
-                pid = os.fork()
-            finally:
-                if pid != 0:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
-        except OSError as exc:
+            if bash is not None:
+                pid = child.spawn_bash(*bash, pipes[1], pipes[3])
+            else:
+                pid = child.fork_task(spec, pipes[1], pipes[3], _HANDLED)
+        except (StartRefused, OSError, ValueError, TypeError) as exc:
             for fd in pipes:
                 os.close(fd)
-            log.note(f"could not start: {exc}")
+            error = str(exc) if isinstance(exc, StartRefused) else f"could not start: {exc}"
+            log.note(error)
             log.close()
-            self._reject(ref, f"could not start: {exc}", spec)
+            self._reject(ref, error, spec)
             return
-        if pid == 0:
-            try:
-                become_task(spec, pipes[1], pipes[3])
-            finally:
-                os._exit(70)
         os.close(pipes[1])
         os.close(pipes[3])
         t = _Try(spec, pid, log, t0, started_at)
         self.tries[t.ref] = t
-        log.note(f"{spec['dag_id']}.{spec['task_id']} try {spec['try_number']} started {started_at} pid {pid}")
+        log.note(f"{child.describe(spec)} started {started_at} pid {pid}")
         self.loop.send({"op": "started", "ref": t.ref, "pid": pid})
         for fd, is_stdout in ((pipes[0], True), (pipes[2], False)):
             os.set_blocking(fd, False)
@@ -236,7 +212,7 @@ class Runner:
         self._watch_exit(t)
 
     def _prepare(self, spec: dict[str, Any]) -> TaskLog | None:
-        """Open the log and make room for the records before forking; a refusal is the try's result."""
+        """Open the log and make room for the records before starting; a refusal is the try's result."""
         ref = spec["ref"]
         try:
             log = TaskLog(spec["log_path"])
@@ -407,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flow.executors.runner")
     parser.add_argument("--fd", type=int, required=True, help="connected socket to the executor")
     args = parser.parse_args(argv)
-    preload()
+    child.keep_inherited_fds_from_tasks(args.fd)
+    child.preload()
     Runner(args.fd, use_pidfd=os.environ.get("FLOW_RUNNER_PIDFD", "1") != "0").serve()
     return 0
 

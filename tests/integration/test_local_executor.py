@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from flow.executors.base import TaskResult, TaskSpec, get_executor
 from flow.executors.local import LocalExecutor
 from flow.executors.logsink import XCOM_LINE_LIMIT, LastLine
@@ -176,19 +177,96 @@ def test_templated_command_env_and_cwd(tmp_path: Path) -> None:
     assert result.xcom == {"return_value": f"2024-01-02 alice 20240102 {workdir}"}
 
 
-def test_template_error_is_reported_in_result_and_log(tmp_path: Path) -> None:
+def test_template_error_is_the_result_and_no_process_starts(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "bad", "echo {{ no_such_thing.attr }}")
-    result = run(_one(spec))
-    assert not result.ok and result.exit_code == 1
-    assert result.error is not None and "template error" in result.error and "no_such_thing" in result.error
-    assert result.error in log_text(spec)
+
+    async def scenario() -> tuple[TaskResult, dict[str, int]]:
+        async with running_executor() as (ex, rec):
+            ex.submit(spec)
+            return await rec.result("bad"), rec.started
+
+    result, started = run(scenario())
+    assert not result.ok and result.pid is None and result.exit_code is None and "bad" not in started
+    assert result.error == "template error in bash_command line 1: 'no_such_thing' is undefined"
+    assert log_text(spec) == f"[flow] {result.error}\n"
+    assert json.loads(Path(spec.status_path).read_text()) == {**result.to_json(), "log_path": spec.log_path}
 
 
-def test_missing_cwd_is_a_clear_error(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, "nocwd", "true", cwd=str(tmp_path / "absent"))
-    result = run(_one(spec))
-    assert not result.ok
-    assert result.error == f"cannot use cwd {str(tmp_path / 'absent')!r}: No such file or directory"
+def test_template_file_is_rendered_and_plain_commands_skip_the_context(tmp_path: Path) -> None:
+    """A command naming a .sh file is a template even without braces; one without any template
+    mark runs as it is, so it does not even read the context (here a broken one)."""
+    (tmp_path / "script.sh").write_text("echo from-file {{ ds }}\n")
+    broken = dict(CONTEXT, logical_date="not a date")
+    specs = [
+        make_spec(tmp_path, "file", "script.sh"),
+        make_spec(tmp_path, "plain", "echo '{ }' \"${HOME:+set}\" $((6 * 7))", context=broken),
+        make_spec(tmp_path, "needs", "echo {{ ds }}", context=broken),
+        make_spec(tmp_path, "needs_env", "true", env={"X": "{{ ds }}"}, context=broken),
+        make_spec(tmp_path, "comment", "echo ${#HOME}"),
+    ]
+    results = run(_all(specs))
+    assert results["file"].xcom == {"return_value": "from-file 2024-01-02"}, results["file"].error
+    assert results["plain"].xcom == {"return_value": "{ } set 42"}, results["plain"].error
+    for ref in ("needs", "needs_env"):
+        assert not results[ref].ok and "template error in task context" in (results[ref].error or ""), results[ref]
+    assert not results["comment"].ok and "template error in bash_command" in (results["comment"].error or "")
+
+
+def test_missing_cwd_is_a_clear_error_and_the_runner_stays_where_it_was(tmp_path: Path) -> None:
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    missing = make_spec(tmp_path, "nocwd", "true", cwd=str(tmp_path / "absent"))
+    moved = make_spec(tmp_path, "moved", "pwd", cwd=str(workdir))
+
+    async def scenario() -> tuple[dict[str, TaskResult], str, str]:
+        async with running_executor() as (ex, rec):
+            before = psutil.Process(ex.runner_pid).cwd()
+            ex.submit(missing)
+            ex.submit(moved)
+            await rec.until(lambda: len(rec.finished) == 2)
+            return rec.finished, before, psutil.Process(ex.runner_pid).cwd()
+
+    results, before, after = run(scenario())
+    assert not results["nocwd"].ok and results["nocwd"].pid is None
+    assert results["nocwd"].error == f"cannot use cwd {str(tmp_path / 'absent')!r}: No such file or directory"
+    assert results["moved"].xcom == {"return_value": str(workdir)}
+    assert after == before
+
+
+def test_a_task_gets_fds_0_1_2_default_signals_and_its_own_session(tmp_path: Path) -> None:
+    """Another try runs meanwhile, so the runner holds its pipes, pidfd and log: fds that could leak."""
+    other = make_spec(tmp_path, "other", "sleep 1000")
+    fds = make_spec(tmp_path, "fds", "ls /proc/self/fd")
+    sigs = make_spec(tmp_path, "sigs", "grep -E '^(SigBlk|SigIgn)' /proc/self/status")
+
+    async def scenario() -> tuple[dict[str, TaskResult], tuple[int, int]]:
+        async with running_executor() as (ex, rec):
+            ex.submit(other)
+            await rec.until(lambda: "other" in rec.started)
+            pid = rec.started["other"]
+            ids = (os.getsid(pid), os.getpgid(pid))
+            ex.submit(fds)
+            ex.submit(sigs)
+            await rec.until(lambda: {"fds", "sigs"} <= set(rec.finished))
+            ex.kill("other", "test done")
+            await rec.result("other")
+            return rec.finished, ids
+
+    results, ids = run(scenario())
+    assert ids == (results["other"].pid, results["other"].pid)
+    assert results["fds"].ok and results["sigs"].ok
+    assert log_text(fds).splitlines()[1:-1] == ["0", "1", "2", "3"], log_text(fds)
+    blocked, ignored = (int(line.split()[1], 16) for line in log_text(sigs).splitlines()[1:-1])
+    assert blocked == 0
+    assert {n for n in signal.valid_signals() if ignored & (1 << (n - 1))} == set(), log_text(sigs)
+
+
+async def _all(specs: list[TaskSpec], timeout: float = 15.0) -> dict[str, TaskResult]:
+    async with running_executor() as (ex, rec):
+        for spec in specs:
+            ex.submit(spec)
+        await rec.until(lambda: len(rec.finished) == len(specs), timeout)
+        return rec.finished
 
 
 def test_env_replaces_unless_append_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -393,6 +471,79 @@ def test_python_tasks_return_values_and_exceptions(tmp_path: Path) -> None:
     assert "Traceback (most recent call last)" in log and 'raise ValueError("boom happened")' in log
 
 
+CALLBACK_DAG = """
+from pathlib import Path
+from flow import DAG
+from flow.operators import PythonOperator
+
+OUT = Path(__file__).parent / "out"
+
+def task_failed(context):
+    print("failure callback for", context["ti"].task_id)
+    (OUT / f"failed-{context['ti'].task_id}.txt").write_text(f"{context['reason']}|{context['task'].task_id}")
+
+def dag_succeeded(context):
+    (OUT / "dag-success.txt").write_text(f"{context['dag'].dag_id}|{context['run_id']}|{context['reason']}")
+
+def explode(context):
+    raise RuntimeError("callback exploded")
+
+with DAG("cbdag", schedule=None, on_success_callback=dag_succeeded):
+    PythonOperator(task_id="work", python_callable=lambda: None, on_failure_callback=task_failed)
+    PythonOperator(task_id="fragile", python_callable=lambda: None, on_failure_callback=explode)
+"""
+
+
+def callback_spec(root: Path, task_id: str, which: str, reason: str | None) -> TaskSpec:
+    return make_spec(root, f"cb-{task_id or 'dag'}-{which}", None, kind="callback", dag_id="cbdag",
+                     task_id=task_id, dag_file=str(root / "cbdag.py"), extra={"which": which, "reason": reason})
+
+
+def test_callbacks_of_a_task_and_of_the_dag_run_in_a_child(tmp_path: Path) -> None:
+    (tmp_path / "cbdag.py").write_text(textwrap.dedent(CALLBACK_DAG))
+    (tmp_path / "out").mkdir()
+    specs = [callback_spec(tmp_path, "work", "on_failure_callback", "exit status 3"),
+             callback_spec(tmp_path, "", "on_success_callback", None),
+             callback_spec(tmp_path, "fragile", "on_failure_callback", "exit status 1"),
+             callback_spec(tmp_path, "work", "on_retry_callback", None)]
+
+    async def scenario() -> tuple[dict[str, TaskResult], dict[str, int]]:
+        async with running_executor() as (ex, rec):
+            for spec in specs:
+                ex.submit(spec)
+            await rec.until(lambda: len(rec.finished) == len(specs))
+            return rec.finished, rec.started
+
+    results, started = run(scenario())
+    failed, dag_ok, fragile, retry = (results[s.ref] for s in specs)
+    assert failed.ok and dag_ok.ok and retry.ok, (failed.error, dag_ok.error, retry.error)
+    assert failed.pid == started[specs[0].ref] and failed.pid != os.getpid()
+    assert (tmp_path / "out" / "failed-work.txt").read_text() == "exit status 3|work"
+    assert (tmp_path / "out" / "dag-success.txt").read_text() == f"cbdag|{CONTEXT['run_id']}|None"
+    assert not (tmp_path / "out" / "failed-fragile.txt").exists()
+    assert not fragile.ok and fragile.exit_code == 1
+    assert fragile.error == "RuntimeError: callback exploded (at cbdag.py:16)"
+    log = log_text(specs[0])
+    assert log.startswith("[flow] cbdag.work on_failure_callback for try 1 started ")
+    assert "failure callback for work\n" in log
+    assert log_text(specs[1]).startswith("[flow] cbdag on_success_callback for try 1 started ")
+    fragile_log = log_text(specs[2])
+    assert 'raise RuntimeError("callback exploded")' in fragile_log
+    assert f"[flow] on_failure_callback failed: {fragile.error}" in fragile_log
+    for spec, result in zip(specs, (failed, dag_ok, fragile, retry), strict=True):
+        assert json.loads(Path(spec.status_path).read_text()) == {**result.to_json(), "log_path": spec.log_path}
+        assert not Path(spec.status_path + ".result").exists()
+
+
+def test_a_hanging_callback_is_stopped_by_its_execution_timeout(tmp_path: Path) -> None:
+    (tmp_path / "cbdag.py").write_text(textwrap.dedent(CALLBACK_DAG).replace(
+        'raise RuntimeError("callback exploded")', "import time; time.sleep(1000)"))
+    spec = callback_spec(tmp_path, "fragile", "on_failure_callback", "x")
+    spec.execution_timeout, spec.kill_grace = 0.5, 1.0
+    result = run(_one(spec))
+    assert result.timed_out and result.signal == signal.SIGTERM and result.error == "timed out after 0.5s"
+
+
 # -- the runner on its own ---------------------------------------------------------------------
 
 
@@ -452,7 +603,10 @@ def test_runner_survives_bad_requests(tmp_path: Path) -> None:
         assert json.loads((tmp_path / "nolog.status.json").read_text())["error"] == nolog["error"]
         for field, value, complaint in (("log_path", 5, "'log_path' must be a non-empty string"),
                                         ("execution_timeout", "soon", "'execution_timeout' must be a non-negative"),
-                                        ("kind", "perl", "unknown task kind 'perl'")):
+                                        ("kind", "perl", "unknown task kind 'perl'"),
+                                        ("task_id", "", "'task_id' must be a non-empty string"),
+                                        ("bash_command", ["ls"], "'bash_command' must be a string"),
+                                        ("kind", "callback", "a callback needs extra.which")):
             runner.send(json.dumps({"op": "spawn", "spec": {**make_spec(tmp_path, "typed").to_json(),
                                                             field: value}}).encode() + b"\n")
             typed = runner.receive("finished")["result"]
@@ -460,6 +614,10 @@ def test_runner_survives_bad_requests(tmp_path: Path) -> None:
         runner.send(b'{"op": "kill", "ref": ["not", "a", "ref"]}\n')
         runner.send(b'{"op": "kill", "ref": "never-spawned", "reason": "x"}\n{"op": "dance"}\n')
         assert "unknown op" in runner.receive("finished")["result"]["error"]
+        runner.spawn(make_spec(tmp_path, "nul", "echo a\0b"))
+        nul = runner.receive("finished")["result"]
+        assert nul["ref"] == "nul" and nul["error"] == "could not start: embedded null byte", nul
+        assert log_text(make_spec(tmp_path, "nul")) == f"[flow] {nul['error']}\n"
         runner.spawn(make_spec(tmp_path, "fine", "echo still-here"))
         fine = runner.receive("finished")["result"]
         assert fine["ok"] and fine["xcom"] == {"return_value": "still-here"}
