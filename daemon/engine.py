@@ -20,7 +20,7 @@ from flow.executors.base import Executor, TaskResult, TaskSpec
 from flow.planner import plan
 from flow.plantypes import DagDef, Decisions, RunView, Snapshot, TIView
 from flow.schedule import plan_dag_runs
-from flow.states import RunState, TaskState, check_run_transition, check_task_transition
+from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check_task_transition
 
 from .loop import LoopMixin
 from .ops import Operations
@@ -240,6 +240,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                     break  # plan() cascades task changes itself; only run changes can unlock more
             tx.flush()
         for run in [r for r in self.runs.values() if r.state.finished]:
+            if any(v.state in ACTIVE for v in run.tis.values()):
+                continue  # a try killed with its run still has to report how it ended
             del self.runs[run.key]
             self.unpaused_runs.discard(run.key)
         self._flush_notes()
@@ -257,6 +259,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
     def _snapshot(self) -> Snapshot:
         views = []
         for run in self.runs.values():
+            if run.state.finished:
+                continue
             prev = self._prev_tis(run) if self._uses_past(run.dag_id) else None
             views.append(RunView(run.key, run.dag_id, run.run_id, run.state, run.logical_date, run.queued_at,
                                  run.start_date, run.tis, prev))

@@ -147,7 +147,7 @@ def build_context(spec: dict[str, Any], dag: Any = None, task: Any = None) -> di
     ti = TaskInstance(dag_id, task_id, run_id, try_number, max_tries, logical_date, spec.get("xcoms") or {}, task)
     if dag is None:
         dag = SimpleNamespace(dag_id=dag_id, timezone=raw.get("timezone") or "UTC", params=params)
-    if task is None:
+    if task is None and task_id:  # a DAG-level callback has no task
         task = SimpleNamespace(task_id=task_id, dag_id=dag_id, retries=max_tries)
     ds = logical_date.strftime("%Y-%m-%d")
     ds_nodash = logical_date.strftime("%Y%m%d")
