@@ -8,51 +8,13 @@ a PostgreSQL-only bug through unnoticed.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 
 from flow.daemon.store import Store
 
-PG_URL = os.environ.get("FLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[sa.Engine]:
-    """An engine on the test server, used only to create and drop schemas."""
-    url = sa.make_url(PG_URL).set(drivername="postgresql+psycopg")
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    problem = None
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except sa.exc.DBAPIError as exc:
-        problem = " ".join(str(exc.orig).split())
-    if problem is not None:
-        pytest.fail(
-            f"PostgreSQL at {url} is unreachable ({problem}); start it or point FLOW_TEST_PG_URL at one. "
-            "The store contract must hold on PostgreSQL, so these tests fail rather than skip.",
-            pytrace=False,
-        )
-    yield engine
-    engine.dispose()
-
-
-def fresh_pg_url(admin: sa.Engine) -> tuple[str, str]:
-    schema = f"flow_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), schema
-
-
-def drop_pg_schema(admin: sa.Engine, schema: str) -> None:
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture(params=BACKENDS)
@@ -61,10 +23,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/state/flow.db"
         return
-    admin = request.getfixturevalue("pg_admin")
-    url, schema = fresh_pg_url(admin)
-    yield url
-    drop_pg_schema(admin, schema)
+    yield request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
