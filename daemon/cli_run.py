@@ -17,7 +17,18 @@ import click
 
 from flow.states import GLYPHS
 
-from .cli import EXIT_FAILED, Ctx, Fail, cli, dags, get_dag, parse_date, parse_json_option, print_table
+from .cli import (
+    EXIT_FAILED,
+    Ctx,
+    Fail,
+    cli,
+    dags,
+    emit_json,
+    get_dag,
+    parse_date,
+    parse_json_option,
+    print_table,
+)
 from .specs import log_path
 
 
@@ -181,10 +192,16 @@ def tasks() -> None:
 
 @tasks.command("list")
 @click.argument("dag_id")
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def tasks_list(obj: Ctx, dag_id: str) -> None:
+def tasks_list(obj: Ctx, dag_id: str, as_json: bool) -> None:
     """The DAG's task ids in dependency order."""
-    for t in get_dag(obj.engine(), dag_id)["tasks"]:
+    found = get_dag(obj.engine(), dag_id)["tasks"]
+    if as_json:
+        emit_json([{k: t[k] for k in ("task_id", "operator", "upstream", "downstream", "trigger_rule", "retries")}
+                   for t in found])
+        return
+    for t in found:
         click.echo(t["task_id"])
 
 

@@ -132,11 +132,11 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
-        section = data.get("flowd", data)
+        table = data.get("flowd")
+        section = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        section.update(table if isinstance(table, dict) else {})
         for key, val in section.items():
             if key not in Settings.ENV:
-                if isinstance(val, dict):
-                    continue
                 raise ConfigError(f"unknown setting {key!r} in {path}; known: {', '.join(Settings.ENV)}")
             values[key], sources[key] = _coerce(key, val, str(path)), str(path)
     for key, env in Settings.ENV.items():

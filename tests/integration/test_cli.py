@@ -82,6 +82,8 @@ def test_dags_show_and_tasks_list(settings):
     assert show.returncode == 0 and "dot" in show.stdout and "└─>" in show.stdout
     listed = flow_cli(settings, "tasks", "list", "example_xcom")
     assert listed.stdout.split()[-1] == "dot"
+    as_json = json.loads(flow_cli(settings, "tasks", "list", "example_xcom", "--json").stdout)
+    assert next(t for t in as_json if t["task_id"] == "dot")["upstream"] == ["add1", "add2"]
 
 
 def test_tasks_test_runs_one_task_and_records_nothing(settings):
