@@ -85,6 +85,9 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.dags: dict[str, dict[str, Any]] = {}
         self.defs: dict[str, DagDef] = {}
         self.paused: set[str] = set()
+        self.past_dags: set[str] = set()
+        self._plan_wake: datetime | None = None
+        """DAGs with a depends_on_past task: only their runs need the previous run's states."""
         self.inactive: set[str] = set()
         self.next_dagrun: dict[str, datetime | None] = {}
         self.first_seen: dict[str, datetime] = {}
@@ -113,6 +116,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         dag_id = row["dag_id"]
         self.dags[dag_id] = row["serialized"]
         self.defs[dag_id] = DagDef.from_serialized(row["serialized"])
+        (self.past_dags.add if any(t.depends_on_past for t in self.defs[dag_id].tasks.values())
+         else self.past_dags.discard)(dag_id)
         self.next_dagrun[dag_id] = row.get("next_dagrun")
         self.first_seen[dag_id] = row.get("first_seen") or self.clock()
         (self.paused.add if row.get("is_paused") else self.paused.discard)(dag_id)
@@ -230,14 +235,20 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                     self._apply_finished(tx, data, now)
             if self.schedule:
                 wake_at = self._create_due_runs(tx, now)
-            for _ in range(50):
-                decisions = plan(self._snapshot(), now)
-                self.dirty.clear()
-                self._apply(tx, decisions, now, submit, kills)
-                if decisions.wake_at and (wake_at is None or decisions.wake_at < wake_at):
-                    wake_at = decisions.wake_at
-                if not decisions.runs:
-                    break  # plan() cascades task changes itself; only run changes can unlock more
+            timer_due = self._plan_wake is not None and self._plan_wake <= now
+            if self.dirty or timer_due or not events:
+                self._plan_wake = None
+                for _ in range(50):
+                    decisions = plan(self._snapshot(), now)
+                    self.dirty.clear()
+                    self._apply(tx, decisions, now, submit, kills)
+                    if decisions.wake_at and (self._plan_wake is None or decisions.wake_at < self._plan_wake):
+                        self._plan_wake = decisions.wake_at
+                    if not decisions.runs:
+                        break  # plan() cascades task changes itself; only run changes can unlock more
+            # else: only QUEUED -> RUNNING happened, which frees no slot and unblocks nothing.
+            if self._plan_wake and (wake_at is None or self._plan_wake < wake_at):
+                wake_at = self._plan_wake
             tx.flush()
         for run in [r for r in self.runs.values() if r.state.finished]:
             if any(v.state in ACTIVE for v in run.tis.values()):
@@ -270,8 +281,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty))
 
     def _uses_past(self, dag_id: str) -> bool:
-        dag = self.defs.get(dag_id)
-        return bool(dag) and any(t.depends_on_past for t in dag.tasks.values())
+        return dag_id in self.past_dags
 
     def _prev_tis(self, run: RunMem) -> dict[str, TaskState] | None:
         earlier = [r for r in self.runs.values() if r.dag_id == run.dag_id and r.logical_date < run.logical_date]
@@ -355,7 +365,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                 kills.append((ref, k.reason))
 
     def _set_ti(self, tx: Any, run: RunMem, task_id: str, new: TaskState, now: datetime, *,
-                reason: str = "", operator: bool = False, **fields: Any) -> None:
+                reason: str = "", operator: bool = False, replan: bool = True, **fields: Any) -> None:
         view = run.tis[task_id]
         check_task_transition(view.state, new, operator=operator)
         if new == TaskState.SCHEDULED and view.state == TaskState.UP_FOR_RETRY:
@@ -367,7 +377,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                 fields.setdefault("error", reason if new == TaskState.UPSTREAM_FAILED else None)
         run.tis[task_id] = replace(view, state=new, next_retry_at=fields.get("next_retry_at", view.next_retry_at))
         tx.update_ti(run.key, task_id, state=new.value, **fields)
-        self.dirty.add(run.key)
+        if replan:
+            self.dirty.add(run.key)
         if new.finished and self._uses_past(run.dag_id):
             self.dirty.update(r.key for r in self.runs.values() if r.dag_id == run.dag_id)
         self.note("ti", {"dag_id": run.dag_id, "run_id": run.run_id, "task_id": task_id, "state": new.value,

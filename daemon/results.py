@@ -48,7 +48,7 @@ class ResultsMixin:
             return
         extra.pid, extra.start_date = pid, now
         try_number = run.tis[loc[1]].try_number
-        self._set_ti(tx, run, loc[1], TaskState.RUNNING, now, pid=pid, start_date=now)
+        self._set_ti(tx, run, loc[1], TaskState.RUNNING, now, pid=pid, start_date=now, replan=False)
         tx.update_try(run.key, loc[1], try_number, state=TaskState.RUNNING.value, pid=pid, start_date=now)
 
     def _apply_finished(self: Engine, tx: Any, result: TaskResult, now: datetime) -> None:

@@ -39,7 +39,8 @@ class TaskSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Shallow on purpose: it is serialised at once, and a deep copy cost more than the spawn."""
+        return dict(self.__dict__)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TaskSpec:
