@@ -18,7 +18,7 @@ from typing import Any
 
 from flow.executors.base import Executor, TaskResult, TaskSpec
 from flow.planner import plan
-from flow.plantypes import DagDef, Decisions, RunView, Snapshot, TIView
+from flow.plantypes import DagDef, Decisions, RunChange, RunView, Snapshot, TIView
 from flow.schedule import plan_dag_runs
 from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check_task_transition
 
@@ -341,20 +341,10 @@ class Engine(Operations, ResultsMixin, LoopMixin):
 
     def _apply(self, tx: Any, d: Decisions, now: datetime, submit: list[TaskSpec],
                kills: list[tuple[str, str]]) -> None:
-        for rc in d.runs:
-            run = self.runs[rc.key]
-            check_run_transition(run.state, rc.new)
-            fields: dict[str, Any] = {"state": rc.new.value}
-            if rc.new == RunState.RUNNING:  # QUEUED -> RUNNING
-                run.start_date = fields["start_date"] = now
-            else:  # RUNNING -> SUCCESS / FAILED
-                fields["end_date"] = now
-            run.state = rc.new
-            tx.update_run(run.key, **fields)
-            if rc.new.finished:
-                self._queue_callback(run, None, CALLBACK_FOR_STATE[rc.new.value], rc.reason or None)
-            self.dirty.add(run.key)
-            self.note("run", {**self._run_payload(run), "reason": rc.reason})
+        # Runs that start are recorded before their tasks, runs that finish after them, so the
+        # events read in the order things happened.
+        for rc in [c for c in d.runs if c.new == RunState.RUNNING]:
+            self._apply_run(tx, rc, now)
         for ch in d.tis:
             self._set_ti(tx, self.runs[ch.run_key], ch.task_id, ch.new, now, reason=ch.reason)
         for st in d.start:
@@ -363,6 +353,23 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             ref = self.runs[k.run_key].extra[k.task_id].ref
             if ref:
                 kills.append((ref, k.reason))
+        for rc in [c for c in d.runs if c.new != RunState.RUNNING]:
+            self._apply_run(tx, rc, now)
+
+    def _apply_run(self, tx: Any, rc: RunChange, now: datetime) -> None:
+        run = self.runs[rc.key]
+        check_run_transition(run.state, rc.new)
+        fields: dict[str, Any] = {"state": rc.new.value}
+        if rc.new == RunState.RUNNING:  # QUEUED -> RUNNING
+            run.start_date = fields["start_date"] = now
+        else:  # RUNNING -> SUCCESS / FAILED
+            fields["end_date"] = now
+        run.state = rc.new
+        tx.update_run(run.key, **fields)
+        if rc.new.finished:
+            self._queue_callback(run, None, CALLBACK_FOR_STATE[rc.new.value], rc.reason or None)
+        self.dirty.add(run.key)
+        self.note("run", {**self._run_payload(run), "reason": rc.reason})
 
     def _set_ti(self, tx: Any, run: RunMem, task_id: str, new: TaskState, now: datetime, *,
                 reason: str = "", operator: bool = False, replan: bool = True, **fields: Any) -> None:

@@ -38,15 +38,15 @@ class _DecoratedMixin:
 
 
 class _PythonDecoratedOperator(_DecoratedMixin, PythonOperator):
-    pass
+    operator_name = "@task"
 
 
 class _BranchPythonDecoratedOperator(_DecoratedMixin, BranchPythonOperator):
-    pass
+    operator_name = "@task.branch"
 
 
 class _ShortCircuitDecoratedOperator(_DecoratedMixin, ShortCircuitOperator):
-    pass
+    operator_name = "@task.short_circuit"
 
 
 def _returns_mapping(fn: Callable[..., Any]) -> bool:

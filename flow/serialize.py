@@ -41,7 +41,7 @@ def serialize_task(task: BaseOperator, kind: str | None = None) -> dict[str, Any
     fn = getattr(task, "python_callable", None)
     return {
         "task_id": task.task_id,
-        "operator": type(task).__name__,
+        "operator": getattr(type(task), "operator_name", None) or type(task).__name__,
         "kind": kind,
         "upstream": [],
         "downstream": [],

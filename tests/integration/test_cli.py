@@ -127,3 +127,14 @@ def test_backfill_dry_run_lists_runs(settings):
     res = flow_cli(settings, "dags", "backfill", "daily", "-s", "2026-02-01", "-e", "2026-02-02")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "2026-02-02" in res.stdout and res.stdout.count("run backfill__") >= 2
+
+
+def test_dags_test_reports_events_in_the_order_they_happened(settings):
+    copy_example(settings, "example_branch.py")
+    res = flow_cli(settings, "dags", "test", "example_branch", "--date", "2026-01-01T09:04:00+00:00")
+    assert res.returncode == 0, res.stdout + res.stderr
+    events = [line for line in res.stdout.splitlines() if line.startswith("[")]
+    assert events[-1].endswith("success: all leaves succeeded or were skipped"), events
+    assert any("dummy_task_1 success" in e for e in events[:-1])
+    show = flow_cli(settings, "dags", "show", "example_branch")
+    assert "(BranchPythonOperator)" in show.stdout or "(@task.branch)" in show.stdout

@@ -157,7 +157,7 @@ def test_timedelta_schedule_and_taskflow_callable():
     data = serialize_dag(d)
     assert data["schedule"] is None and data["schedule_interval_seconds"] == 1800.0
     t = data["tasks"][0]
-    assert t["operator"] == "_PythonDecoratedOperator" and t["kind"] == "python"
+    assert t["operator"] == "@task" and t["kind"] == "python"
     assert t["callable"].endswith("hello") and t["doc"] == "Says hello."
 
 
