@@ -60,6 +60,10 @@ class Settings:
     parse_timeout: float = 30.0
     kill_grace: float = 5.0
     executor: str = "local"
+    socket_path: str = ""
+    operator_group: str = "flow"
+    viewer_group: str = "flow-view"
+    stop_mode: str = "adopt"
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     ENV = {
@@ -72,10 +76,24 @@ class Settings:
         "parse_timeout": "FLOW_PARSE_TIMEOUT",
         "kill_grace": "FLOW_KILL_GRACE",
         "executor": "FLOW_EXECUTOR",
+        "socket_path": "FLOW_SOCKET",
+        "operator_group": "FLOW_OPERATOR_GROUP",
+        "viewer_group": "FLOW_VIEWER_GROUP",
+        "stop_mode": "FLOW_STOP_MODE",
     }
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+
+
+def default_socket_path() -> str:
+    """systemd's RuntimeDirectory, else /run/flowd for root, else the user's runtime dir (XDG)."""
+    if os.environ.get("RUNTIME_DIRECTORY"):
+        return str(Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "flowd.sock")
+    if os.geteuid() == 0:
+        return "/run/flowd/flowd.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/flowd-{os.getuid()}"
+    return str(Path(runtime) / "flowd" / "flowd.sock")
 
 
 def _defaults() -> dict[str, Any]:
@@ -85,6 +103,7 @@ def _defaults() -> dict[str, Any]:
         "db_url": f"sqlite:///{data / 'flow.db'}",
         "log_folder": str(data / "logs"),
         "default_timezone": system_timezone(),
+        "socket_path": default_socket_path(),
     }
 
 
@@ -148,6 +167,10 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     settings = Settings(**values)
     settings.dags_folder = str(Path(settings.dags_folder).expanduser().absolute())
     settings.log_folder = str(Path(settings.log_folder).expanduser().absolute())
+    settings.socket_path = str(Path(settings.socket_path).expanduser().absolute())
+    if settings.stop_mode not in ("adopt", "kill"):
+        raise ConfigError(f"setting stop_mode = {settings.stop_mode!r} from {sources['stop_mode']}: "
+                          "expected 'adopt' (running tasks carry on and are adopted) or 'kill'")
     settings.db_url = normalize_db_url(settings.db_url)
     settings.sources = sources
     return settings
