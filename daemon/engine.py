@@ -24,6 +24,7 @@ from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check
 
 from .loop import LoopMixin
 from .ops import Operations
+from .recovery import Orphan, settle_orphans
 from .results import ResultsMixin
 from .specs import CALLBACK_FOR_STATE, build_spec, callback_spec, run_id_for
 from .store import Store
@@ -98,7 +99,9 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self._events: list[tuple[str, Any]] = []
         self._notes: list[tuple[str, dict[str, Any]]] = []
         self._wake: asyncio.Event | None = None
-        self.orphans: dict[str, tuple[str, int | None]] = {}
+        self.orphans: dict[str, Orphan] = {}
+        self.resubmit: list[TaskSpec] = []
+        """Tries committed as QUEUED by an earlier flowd that never reached a runner."""
         self.callbacks: list[TaskSpec] = []
         self.callbacks_inflight: set[str] = set()
 
@@ -140,8 +143,6 @@ class Engine(Operations, ResultsMixin, LoopMixin):
 
     def _adopt(self, run: RunMem) -> None:
         """Take over a run left unfinished by an earlier flowd; tries it had in flight are settled."""
-        from .recovery import settle_orphans
-
         self.runs[run.key] = run
         self.dirty.add(run.key)
         settle_orphans(self, run)
@@ -260,9 +261,10 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             soon = now + timedelta(seconds=1)
             wake_at = soon if wake_at is None or soon < wake_at else wake_at
         for ref, reason in kills:
-            self.executor.kill(ref, reason)
+            self.kill_try(ref, reason)
         callbacks, self.callbacks = self.callbacks, []
-        for spec in submit + callbacks:
+        resubmit, self.resubmit = self.resubmit, []
+        for spec in resubmit + submit + callbacks:
             self.executor.submit(spec)
         self.callbacks_inflight.update(c.ref for c in callbacks)
         return wake_at

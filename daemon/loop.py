@@ -17,7 +17,7 @@ class LoopMixin:
 
     def idle(self: Engine) -> bool:
         """True when nothing is in flight and no unfinished run can still make progress."""
-        if self.refs or self._events or self.callbacks or self.callbacks_inflight:
+        if self.refs or self._events or self.callbacks or self.callbacks_inflight or self.resubmit:
             return False
         paused = set(self.paused) - {self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs}
         return all(r.state == RunState.QUEUED and r.dag_id in paused for r in self.runs.values())

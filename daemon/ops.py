@@ -188,7 +188,7 @@ class Operations:
         self.dirty.add(run.key)
         self._flush_notes()
         for ref in kills:
-            self.executor.kill(ref, f"{action} by operator")
+            self.kill_try(ref, f"{action} by operator")
         self.wake()
 
     def backfill(self: Engine, dag_id: str, start: datetime, end: datetime, *, conf: Any = None,

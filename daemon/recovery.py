@@ -1,24 +1,39 @@
 """Settling tries that an earlier flowd left in flight.
 
-The runner outlives flowd and writes each try's exit record next to its log, so after a
-restart the record tells how a try ended. A try still running is followed by watching for
-that record; a try with neither a record nor a live process is failed with a reason that
-says so, rather than left RUNNING forever.
+The runner outlives flowd and writes each try's exit record next to its log, so after a crash,
+an upgrade or a restart the record tells how a try ended. For a try still in flight:
+
+- exit record present: the try ended while flowd was down; its real result is recorded.
+- process alive (pid from the store, or from the log's first line, which the runner writes
+  before anything else): it is followed until its exit record appears; its log keeps growing
+  under the old runner, so following the log works as for any try.
+- a log but no live process and no record: the old runner may be writing the record right
+  now, so it gets a grace period, then is failed as lost.
+- no log at all: the try was committed but never handed to a runner (flowd stopped between
+  the commit and the spawn), so the same try is handed to the new runner. Nothing runs twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import time
 from typing import TYPE_CHECKING
 
 from flow.executors.base import TaskResult
 from flow.states import TaskState
 
-from .specs import log_path, status_path
+from .specs import build_spec, log_path, status_path
 
 if TYPE_CHECKING:
     from .engine import Engine, RunMem
+
+LOST_GRACE = 5.0
+"""Seconds a try with a dead process may wait for its exit record before it counts as lost."""
+
+_HEADER_PID = re.compile(rb"^\[flow\] .* started \S+ pid (\d+)")
 
 
 def _alive(pid: int | None) -> bool:
@@ -41,23 +56,71 @@ def read_status(path: str) -> TaskResult | None:
         return None
 
 
+def pid_from_log(path: str) -> int | None:
+    """The task's pid from the header line the runner writes before the task runs."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(4096)
+    except OSError:
+        return None
+    m = _HEADER_PID.match(first)
+    return int(m.group(1)) if m else None
+
+
+class Orphan:
+    """A try started by an earlier flowd that this one follows to its end."""
+
+    def __init__(self, status_file: str, pid: int | None):
+        self.status_file = status_file
+        self.pid = pid
+        self.dead_since: float | None = None
+
+    def poll(self, ref: str) -> TaskResult | None:
+        """The try's result once it has one; a lost result once the grace period is over."""
+        result = read_status(self.status_file)
+        if result is None:
+            if _alive(self.pid):
+                return None
+            now = time.monotonic()
+            if self.dead_since is None:
+                self.dead_since = now
+            if now - self.dead_since < LOST_GRACE:
+                return None
+            result = TaskResult(ref=ref, pid=self.pid, ok=False,
+                                error="lost: its process ended while flowd was down and left no exit record")
+        result.ref = ref
+        return result
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """TERM (or KILL) the try's process group; the old runner then records how it ended."""
+        if self.pid:
+            try:
+                os.killpg(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def settle_orphans(engine: Engine, run: RunMem) -> None:
-    """Queue a result for every in-flight try of `run`, or keep watching it if it still runs."""
+    """Queue a result for every in-flight try of `run`, follow it, or hand it over again."""
     for task_id, view in run.tis.items():
         if view.state not in (TaskState.QUEUED, TaskState.RUNNING):
             continue
         ref = f"{run.key}:{task_id}:{view.try_number}"
-        path = status_path(log_path(engine.settings.log_folder, run.dag_id, run.run_id, task_id, view.try_number))
-        run.extra[task_id].ref = ref
+        log_file = log_path(engine.settings.log_folder, run.dag_id, run.run_id, task_id, view.try_number)
+        extra = run.extra[task_id]
+        extra.ref = ref
         engine.refs[ref] = (run.key, task_id)
-        result = read_status(path)
+        result = read_status(status_path(log_file))
         if result is not None:
             result.ref = ref
             engine._events.append(("finished", result))
-        elif _alive(run.extra[task_id].pid):
-            engine.watch_orphan(ref, path, run.extra[task_id].pid)
+        elif os.path.exists(log_file):
+            pid = extra.pid or pid_from_log(log_file)
+            engine.orphans[ref] = Orphan(status_path(log_file), pid)
         else:
-            engine._events.append(("finished", TaskResult(
-                ref=ref, pid=run.extra[task_id].pid, ok=False,
-                error="lost: flowd stopped while this try was in flight and no exit record was written",
-            )))
+            task = next((t for t in engine.dags[run.dag_id]["tasks"] if t["task_id"] == task_id), None)
+            if task is None:
+                engine._events.append(("finished", TaskResult(
+                    ref=ref, pid=None, ok=False, error="the task is no longer in its DAG file")))
+                continue
+            engine.resubmit.append(build_spec(engine, run, task, view.try_number, extra.max_tries))

@@ -5,38 +5,43 @@ Also follows tries that an earlier flowd left running, until their exit record a
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from flow.executors.base import TaskResult
 from flow.planner import branch_skips, on_try_finished, short_circuit_skips
 from flow.states import TaskState
 
 from .specs import CALLBACK_FOR_STATE
 
 if TYPE_CHECKING:
+    from flow.executors.base import TaskResult
+
     from .engine import Engine
 
 
 class ResultsMixin:
     """Mixed into Engine; `self` is the engine."""
 
-    def watch_orphan(self: Engine, ref: str, status_file: str, pid: int | None) -> None:
-        """Follow a try started by an earlier flowd until its exit record appears."""
-        self.orphans[ref] = (status_file, pid)
-
     def _check_orphans(self: Engine) -> None:
-        from .recovery import _alive, read_status
+        for ref, orphan in list(self.orphans.items()):
+            result = orphan.poll(ref)
+            if result is not None:
+                del self.orphans[ref]
+                self._events.append(("finished", result))
 
-        for ref, (path, pid) in list(self.orphans.items()):
-            result = read_status(path)
-            if result is None and _alive(pid):
-                continue
-            del self.orphans[ref]
-            if result is None:
-                result = TaskResult(ref=ref, pid=pid, ok=False, error="lost: the process ended without an exit record")
-            result.ref = ref
-            self._events.append(("finished", result))
+    def kill_try(self: Engine, ref: str, reason: str) -> None:
+        """Stop a try, whether this flowd's runner started it or an earlier one did."""
+        orphan = self.orphans.get(ref)
+        if orphan is None:
+            self.executor.kill(ref, reason)
+            return
+        orphan.kill(signal.SIGTERM)
+        try:
+            asyncio.get_running_loop().call_later(self.settings.kill_grace, orphan.kill, signal.SIGKILL)
+        except RuntimeError:  # no loop: a foreground command; TERM is all it can do
+            pass
 
     def _apply_started(self: Engine, tx: Any, ref: str, pid: int, now: datetime) -> None:
         loc = self.refs.get(ref)

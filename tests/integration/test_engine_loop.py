@@ -131,3 +131,76 @@ def test_the_engine_runs_the_same_on_postgresql(settings, pg_url):
     run_until_idle(engine)
     assert engine.store.run_by_key(run["key"])["state"] == "success"
     assert engine.store.xcoms(run["key"])["dot"]["return_value"] == 12
+
+
+class DroppingExecutor:
+    """Stands for a flowd that died between committing a try and handing it to its runner."""
+
+    name = "dropping"
+
+    async def start(self, on_started, on_finished):
+        pass
+
+    def submit(self, spec):
+        pass
+
+    def kill(self, ref, reason):
+        pass
+
+    def running(self):
+        return 0
+
+    async def stop(self, *, kill_running=False):
+        pass
+
+
+def test_a_try_committed_but_never_handed_over_is_started_once_by_the_next_engine(settings):
+    write_dag(settings, "handover.py", SIMPLE.format(dag_id="handover", command="echo ran >> " +
+                                                    str(Path(settings.log_folder).parent / "ran.txt")))
+    engine = make_engine(settings)
+    engine.executor = DroppingExecutor()
+    run = engine.trigger("handover", unpause_run=True)
+    engine.tick()
+    assert tis_of(engine, run["key"])["t"]["state"] == "queued"
+    successor = make_engine(settings)
+    run_until_idle(successor)
+    ti = tis_of(successor, run["key"])["t"]
+    assert ti["state"] == "success" and ti["try_number"] == 1
+    assert (Path(settings.log_folder).parent / "ran.txt").read_text() == "ran\n"
+
+
+def test_clearing_a_try_adopted_from_an_earlier_engine_kills_it(settings):
+    write_dag(settings, "adopted.py", SIMPLE.format(
+        dag_id="adopted", command='if [ {{ ti.try_number }} = 1 ]; then sleep 60; fi; echo try {{ ti.try_number }}'))
+    engine = make_engine(settings)
+    run = engine.trigger("adopted", unpause_run=True)
+
+    async def start_and_walk_away() -> None:
+        loop_task = asyncio.create_task(engine.run())
+        while tis_of(engine, run["key"])["t"]["state"] != "running":
+            await asyncio.sleep(0.02)
+        loop_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop_task
+
+    asyncio.run(start_and_walk_away())
+    first_pid = tis_of(engine, run["key"])["t"]["pid"]
+    successor = make_engine(settings)
+    assert [r["task_id"] for r in successor.clear("adopted", run["run_id"], ["t"])] == ["t"]
+    t0 = time.monotonic()
+    run_until_idle(successor)
+    assert time.monotonic() - t0 < 20, "the adopted try was not killed"
+    ti = tis_of(successor, run["key"])["t"]
+    assert ti["state"] == "success" and ti["try_number"] == 2
+    assert not psutil_alive(first_pid)
+    first = successor.store.tries(run["key"], "t")[0]
+    assert first["state"] == "failed" and "SIGTERM" in (first["error"] or "")
+
+
+def psutil_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
