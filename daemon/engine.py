@@ -22,6 +22,7 @@ from flow.plantypes import DagDef, Decisions, RunChange, RunView, Snapshot, TIVi
 from flow.schedule import plan_dag_runs
 from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check_task_transition
 
+from . import faults
 from .loop import LoopMixin
 from .ops import Operations
 from .recovery import Orphan, settle_orphans
@@ -312,6 +313,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             for info in result.create:
                 self._new_run(tx, dag_id, "scheduled", info.logical_date, info.data_interval_start,
                               info.data_interval_end, {}, now)
+                faults.point("after_run_insert")  # the run exists only in this uncommitted transaction
             if result.next_dagrun != nxt:
                 tx.set_next_dagrun(dag_id, result.next_dagrun)
                 self.next_dagrun[dag_id] = result.next_dagrun
