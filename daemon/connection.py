@@ -1,0 +1,291 @@
+"""One client connection: the handshake, requests answered in order, and its queue of events.
+
+Replies and events share the socket; each is written whole with one write call, so they
+interleave only at message boundaries. Writes wait for the client with a timeout, so a client
+that stops reading is cut off instead of holding memory or a task forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from flow.protocol import (
+    MAX_LINE,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    check_role,
+    decode,
+    dumps,
+    encode,
+    error_reply,
+    event_line,
+    parse_hello,
+    parse_request,
+    result_reply,
+    validate,
+)
+
+from .handlers import HANDLERS, Call
+from .ops import EngineError
+from .peer import Peer, forbidden_message
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("flow.server")
+
+RESYNC = dumps({"reason": "client fell behind"})
+
+
+class ConnectionClosed(Exception):
+    """The peer went away or stopped reading; the connection is being torn down."""
+
+
+class Connection:
+    """Lives as long as the client stays connected; `serve` is its whole life."""
+
+    def __init__(self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.peer: Peer | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.topics: frozenset[str] | None = None
+        """None until `subscribe`; empty means every topic."""
+        self.seq = 0
+        """The seq of the last event written to this client."""
+        self.events: deque[tuple[str, bytes, bool]] = deque()
+        self.follows: set[asyncio.Task[None]] = set()
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._pump: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def describe(self) -> str:
+        if self.peer is None:
+            return "a client"
+        return f"{self.peer.user} (uid {self.peer.uid}, pid {self.peer.pid})"
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        """Write and wait until the client has taken it, at most write_timeout seconds."""
+        if self._closing or self.writer.is_closing():
+            raise ConnectionClosed()
+        self.writer.write(data)
+        try:
+            async with asyncio.timeout(self.server.write_timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            log.warning("disconnecting %s: it has not read for %.0f s", self.describe(), self.server.write_timeout)
+            self.abort()
+            raise ConnectionClosed() from None
+        except (ConnectionError, OSError):
+            self.abort()
+            raise ConnectionClosed() from None
+
+    def abort(self) -> None:
+        self._closing = True
+        self.writer.transport.abort()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def subscribe(self, topics: list[str] | None) -> None:
+        self.topics = frozenset(topics or ())
+
+    def wants(self, kind: str) -> bool:
+        return self.topics is not None and not self._closing and (not self.topics or kind in self.topics)
+
+    def push(self, kind: str, data: bytes, *, keep: bool = False) -> None:
+        """Queue an event (data encoded with `dumps`); never blocks.
+
+        A full queue loses its events to one `resync` (followed by this newest event), except
+        those marked `keep` (log data, of which each follow has at most one queued).
+        """
+        if len(self.events) >= self.server.queue_limit:
+            kept = [e for e in self.events if e[2]]
+            self.events.clear()
+            self.events.extend(kept)
+            self.events.append(("resync", RESYNC, False))
+        self.events.append((kind, data, keep))
+        self._idle.clear()
+        self._ready.set()
+        if self._pump is None and not self._closing:
+            self._pump = asyncio.create_task(self._pump_events(), name="flowd-events")
+
+    async def wait_idle(self) -> None:
+        """Until every queued event has been written and taken by the client."""
+        await self._idle.wait()
+
+    async def _pump_events(self) -> None:
+        """Number and write queued events; seq counts this connection's events, so a client sees a
+        gap only where something meant for it was lost."""
+        try:
+            while not self._closing:
+                await self._ready.wait()
+                self._ready.clear()
+                if not self.events or self._closing:
+                    continue
+                lines = []
+                for kind, data, _ in self.events:
+                    self.seq += 1
+                    lines.append(event_line(kind, self.seq, data))
+                self.events.clear()
+                await self.write(b"".join(lines))
+                if not self.events:
+                    self._idle.set()
+        except ConnectionClosed:
+            pass
+
+    def start_follow(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._run_follow(coro), name="flowd-follow")
+        self.follows.add(task)
+        task.add_done_callback(self.follows.discard)
+
+    async def _run_follow(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("following a log for %s failed", self.describe())
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _read_line(self) -> bytes | None:
+        """The next line, None at end of stream; a line over MAX_LINE raises line_too_long."""
+        try:
+            line = await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except (asyncio.LimitOverrunError, ValueError):
+            raise ProtocolError("line_too_long", f"line is over the limit of {MAX_LINE} bytes") from None
+        except (ConnectionError, OSError):
+            return None
+        if len(line) - 1 > MAX_LINE:
+            raise ProtocolError("line_too_long", f"line of {len(line) - 1} bytes is over the limit of {MAX_LINE} bytes")
+        return line
+
+    async def _refuse(self, code: str, message: str, request_id: Any = None, *, with_id: bool = False) -> None:
+        try:
+            await self.write(encode(error_reply(code, message, request_id, with_id=with_id)))
+        except ConnectionClosed:
+            pass
+
+    async def serve(self) -> None:
+        settings = self.server.settings
+        try:
+            self.peer = self.server.identify(self.writer.get_extra_info("socket"), settings.operator_group,
+                                             settings.viewer_group)
+        except OSError as exc:
+            log.warning("cannot read the credentials of a client: %s", exc)
+            return
+        if not await self._handshake():
+            return
+        while True:
+            try:
+                line = await self._read_line()
+            except ProtocolError as exc:
+                await self._refuse(exc.code, exc.message, with_id=True)
+                return
+            if line is None:
+                return
+            if not line.strip():
+                continue
+            call = Call(self.server, self, self.peer)
+            reply = await self._dispatch(line, call)
+            try:
+                await self.write(reply)
+            except ConnectionClosed:
+                return
+            for start in call.after_reply:
+                start()
+
+    async def _handshake(self) -> bool:
+        settings = self.server.settings
+        try:
+            async with asyncio.timeout(self.server.hello_timeout):
+                line = await self._read_line()
+            if line is None:
+                return False
+            hello = parse_hello(decode(line))
+        except TimeoutError:
+            await self._refuse("invalid_request", f"no hello within {self.server.hello_timeout:g} s")
+            return False
+        except ProtocolError as exc:
+            await self._refuse(exc.code, exc.message, exc.request_id, with_id=exc.request_id is not None)
+            return False
+        peer = self.peer
+        assert peer is not None
+        if peer.role is None:
+            log.warning("refused %s (%s)", self.describe(), hello.get("client") or "unnamed client")
+            await self._refuse("forbidden", forbidden_message(peer.user, peer.uid, settings.operator_group,
+                                                              settings.viewer_group))
+            return False
+        reply = {"hello": {"protocol": PROTOCOL_VERSION, "server": f"flowd/{self.server.version}",
+                           "pid": os.getpid(), "uid": peer.uid, "user": peer.user, "role": peer.role,
+                           "max_line": MAX_LINE}}
+        try:
+            await self.write(encode(reply))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def _dispatch(self, line: bytes, call: Call) -> bytes:
+        """The encoded reply to one request line; never raises."""
+        request_id: Any = None
+        method = "?"
+        try:
+            req = parse_request(decode(line))
+            request_id, method = req.id, req.method
+            params = validate(req.method, req.params)
+            self._check_role(req.method, params)
+            result = HANDLERS[req.method](call, params)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return encode(result_reply(request_id, result))
+        except ProtocolError as exc:
+            call.after_reply.clear()
+            rid = exc.request_id if request_id is None else request_id
+            return encode(error_reply(exc.code, exc.message, rid))
+        except EngineError as exc:
+            call.after_reply.clear()
+            code = "invalid_params" if exc.code == "bad_request" else exc.code
+            if code not in ("invalid_params", "not_found", "conflict"):
+                code = "internal"
+            return encode(error_reply(code, str(exc), request_id))
+        except Exception as exc:
+            call.after_reply.clear()
+            log.exception("%s from %s failed", method, self.describe())
+            return encode(error_reply("internal", f"{method} failed: {type(exc).__name__}: {exc}", request_id))
+
+    def _check_role(self, method: str, params: dict[str, Any]) -> None:
+        assert self.peer is not None and self.peer.role is not None
+        try:
+            check_role(method, self.peer.role, params)
+        except ProtocolError as exc:
+            group = self.server.settings.operator_group
+            raise ProtocolError("forbidden", f"{exc.message} (user {self.peer.user}; members of group "
+                                f"{group!r} may operate)") from None
+
+    async def close(self) -> None:
+        self._closing = True
+        self._ready.set()
+        tasks = [t for t in (self._pump, *self.follows) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        try:
+            self.writer.close()
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
+        except (TimeoutError, ConnectionError, OSError):
+            self.writer.transport.abort()
+

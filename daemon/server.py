@@ -1,0 +1,285 @@
+"""flowd's Unix-socket server: connections, the handshake, dispatch and pushed events.
+
+Everything runs on the engine's asyncio loop, so handlers call the engine directly and no lock
+is needed. A client can never slow flowd down: events go into a bounded queue per connection
+(dropped and replaced by one `resync` when it overflows), replies and events are written with a
+drain timeout, and a client that neither reads nor says hello is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import psutil
+
+from flow.protocol import MAX_LINE, dumps
+
+from .connection import Connection
+from .peer import Peer, identify, lookup_group, peer_credentials
+
+__all__ = ["Server", "ServerError"]
+
+log = logging.getLogger("flow.server")
+
+QUEUE_LIMIT = 1000
+HELLO_TIMEOUT = 10.0
+WRITE_TIMEOUT = 60.0
+LAG_PERIOD = 0.5
+
+
+def flow_version() -> str:
+    try:
+        return metadata.version("flowtui")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class ServerError(Exception):
+    """flowd cannot listen on its socket; the message says why and where."""
+
+
+def _answering_pid(path: str) -> int | None:
+    """The pid of a server answering on `path`, 0 if one answers but its pid is unknown, None if none."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(path)
+        return peer_credentials(probe)[0]
+    except (ConnectionRefusedError, FileNotFoundError):
+        return None
+    except TimeoutError:
+        return 0  # listening, with a full backlog
+    finally:
+        probe.close()
+
+
+def _give_to_group(path: str, group_name: str) -> None:
+    group = lookup_group(group_name)
+    if group is None:
+        return
+    if os.geteuid() == 0 or group.gid == os.getegid() or group.gid in os.getgroups():
+        with suppress(PermissionError):
+            os.chown(path, -1, group.gid)
+
+
+def bind_socket(path: str, operator_group: str) -> tuple[socket.socket, int]:
+    """A listening socket at `path`, mode 0660, group `operator_group`; returns it and its inode.
+
+    It is bound under a temporary name with a strict umask and renamed into place, so there is no
+    moment when the final path exists with looser permissions, and a stale socket is replaced
+    atomically. A live flowd on the path is never replaced.
+    """
+    parent = os.path.dirname(path) or "."
+    tmp = os.path.join(parent, f".flowd-{os.getpid()}")
+    for name in (path, tmp):
+        if len(os.fsencode(name)) > 107:
+            raise ServerError(f"socket path {name} is too long ({len(os.fsencode(name))} bytes; "
+                              "Unix sockets allow 107): set a shorter socket_path")
+    try:
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+            os.chmod(parent, 0o755)  # whatever the umask: clients of every user must reach the socket
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ServerError(f"cannot create the socket folder {parent}: {exc.strerror}") from None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ServerError(f"{path} exists and is not a socket: remove it or set another socket_path")
+        pid = _answering_pid(path)
+        if pid is not None:
+            who = f" (pid {pid})" if pid else ""
+            raise ServerError(f"flowd is already running on {path}{who}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        old = os.umask(0o177)
+        try:
+            sock.bind(tmp)
+        finally:
+            os.umask(old)
+        os.chmod(tmp, 0o660)
+        _give_to_group(tmp, operator_group)
+        sock.listen(128)
+        os.rename(tmp, path)
+        ino = os.stat(path).st_ino
+    except OSError as exc:
+        sock.close()
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise ServerError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock, ino
+
+
+def unlink_if_ours(path: str, ino: int) -> None:
+    """Remove the socket file unless another flowd has since put its own there."""
+    with suppress(OSError):
+        if os.lstat(path).st_ino == ino:
+            os.unlink(path)
+
+
+class Server:
+    """The socket server flowd's main starts; `publish` is the engine's listener."""
+
+    def __init__(self, engine: Any, settings: Any, *, sock: socket.socket | None = None,
+                 queue_limit: int = QUEUE_LIMIT, hello_timeout: float = HELLO_TIMEOUT,
+                 write_timeout: float = WRITE_TIMEOUT, follow_interval: float = 0.2) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.published = 0
+        self.queue_limit = queue_limit
+        self.hello_timeout = hello_timeout
+        self.write_timeout = write_timeout
+        self.follow_interval = follow_interval
+        self.connections: set[Connection] = set()
+        self._task_watchers: dict[tuple[str, str, str], set[asyncio.Event]] = {}
+        self.version = flow_version()
+        self.started_at = datetime.now(UTC)
+        self.loop_lag_ms = 0.0
+        self._sock = sock
+        self._activated = sock is not None
+        self._bound: tuple[str, int] | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        self._started = time.monotonic()
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # the first reading is meaningless; start the interval now
+        self.identify: Callable[..., Peer] = identify
+        """How a connection learns who its peer is (tests swap in fake group tables)."""
+
+    @property
+    def socket_path(self) -> str:
+        if self._sock is not None and self._activated:
+            name = self._sock.getsockname()
+            return name if isinstance(name, str) and name else self.settings.socket_path
+        return self.settings.socket_path
+
+    async def start(self) -> None:
+        """Listen on the socket (binding settings.socket_path unless flowd was socket-activated)."""
+        if self._sock is None:
+            self._sock, ino = bind_socket(self.settings.socket_path, self.settings.operator_group)
+            self._bound = (self.settings.socket_path, ino)
+        self._server = await asyncio.start_unix_server(self._accept, sock=self._sock, limit=MAX_LINE + 1)
+        self._lag_task = asyncio.create_task(self._measure_lag(), name="flowd-loop-lag")
+        log.info("listening on %s", self.socket_path)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every client, and remove the socket file if this server made it."""
+        if self._server is not None:
+            self._server.close()
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+        conns = list(self.connections)
+        for conn in conns:
+            conn.abort()
+        tasks = [c.task for c in conns if c.task is not None and c.task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        waiting = [*tasks, *([self._lag_task] if self._lag_task else [])]
+        if waiting:
+            _, stuck = await asyncio.wait(waiting, timeout=10.0)
+            for task in stuck:
+                log.warning("a connection task did not stop: %r", task)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self._bound is not None:
+            unlink_if_ours(*self._bound)
+            self._bound = None
+
+    # -- events -----------------------------------------------------------------------------
+
+    @contextmanager
+    def watch_task(self, dag_id: str, run_id: str, task_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever the engine reports a state change of this task (for log follows)."""
+        key = (dag_id, run_id, task_id)
+        changed = asyncio.Event()
+        self._task_watchers.setdefault(key, set()).add(changed)
+        try:
+            yield changed
+        finally:
+            watchers = self._task_watchers.get(key, set())
+            watchers.discard(changed)
+            if not watchers:
+                self._task_watchers.pop(key, None)
+
+    def publish(self, kind: str, payload: dict[str, Any]) -> None:
+        """Queue an engine event for every subscriber that wants it. Never blocks or raises."""
+        try:
+            self.published += 1
+            if kind == "ti" and self._task_watchers:
+                key = (payload.get("dag_id"), payload.get("run_id"), payload.get("task_id"))
+                for changed in self._task_watchers.get(key, ()):  # type: ignore[call-overload]
+                    changed.set()
+            subscribers = [c for c in self.connections if c.wants(kind)]
+            if subscribers:
+                data = dumps(payload)
+                for conn in subscribers:
+                    conn.push(kind, data)
+        except Exception:
+            log.exception("could not publish a %s event", kind)
+
+    # -- status -----------------------------------------------------------------------------
+
+    async def _measure_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LAG_PERIOD)
+            self.loop_lag_ms = max(0.0, (loop.time() - before - LAG_PERIOD) * 1000.0)
+
+    def status(self) -> dict[str, Any]:
+        engine = self.engine
+        with self._process.oneshot():
+            rss = self._process.memory_info().rss
+            cpu = self._process.cpu_percent(None)
+        active = [d for d in engine.dags if d not in engine.inactive]
+        running = engine.running_count()
+        parallelism = self.settings.parallelism
+        return {
+            "version": self.version,
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat(),
+            "uptime": round(time.monotonic() - self._started, 3),
+            "rss": rss,
+            "cpu_percent": cpu,
+            "loop_lag_ms": round(self.loop_lag_ms, 3),
+            "running": running,
+            "parallelism": parallelism,
+            "free_slots": max(0, parallelism - running),
+            "dags": len(active),
+            "paused": sum(1 for d in active if d in engine.paused),
+            "import_errors": len(engine.store.import_errors()),
+            "db": str(engine.store.url),
+            "socket": self.socket_path,
+            "dags_folder": self.settings.dags_folder,
+        }
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        conn.task = asyncio.current_task()
+        self.connections.add(conn)
+        try:
+            await conn.serve()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("connection from %s failed", conn.describe())
+        finally:
+            self.connections.discard(conn)
+            await conn.close()
