@@ -1,13 +1,20 @@
 """Settings shared by flowd and every `flow` command.
 
-Precedence, lowest first: built-in per-user defaults, the TOML file, `FLOW_*` environment
-variables, command-line flags. Each value remembers where it came from, so
-`--print-config` can say why a setting has the value it has.
+Precedence, lowest first: built-in defaults, the TOML file, `FLOW_*` environment variables,
+command-line flags. Each value remembers where it came from, so `--print-config` can say why
+a setting has the value it has.
+
+The defaults depend on the mode. "user" (a person running flowd for themselves) keeps
+everything under the XDG folders in their home. "system" (flowd under systemd as a service)
+uses the FHS locations, or the folders systemd made for the unit and named in
+$CONFIGURATION_DIRECTORY, $STATE_DIRECTORY, $LOGS_DIRECTORY and $RUNTIME_DIRECTORY.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -64,6 +71,7 @@ class Settings:
     operator_group: str = "flow"
     viewer_group: str = "flow-view"
     stop_mode: str = "adopt"
+    log_level: str = "info"
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     ENV = {
@@ -80,30 +88,64 @@ class Settings:
         "operator_group": "FLOW_OPERATOR_GROUP",
         "viewer_group": "FLOW_VIEWER_GROUP",
         "stop_mode": "FLOW_STOP_MODE",
+        "log_level": "FLOW_LOG_LEVEL",
     }
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
 
 
-def default_socket_path() -> str:
-    """systemd's RuntimeDirectory, else /run/flowd for root, else the user's runtime dir (XDG)."""
+MODES = ("user", "system")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SYSTEM_CONFIG_DIR = "/etc/flowd"
+SYSTEM_STATE_DIR = "/var/lib/flowd"
+SYSTEM_LOGS_DIR = "/var/log/flowd"
+SYSTEM_RUNTIME_DIR = "/run/flowd"
+
+
+def default_mode() -> str:
+    """root runs the system service; anyone else runs their own flowd."""
+    return "system" if os.geteuid() == 0 else "user"
+
+
+def _systemd_dir(var: str, fallback: str) -> Path:
+    """A folder systemd created for the unit (the first, if the variable lists several)."""
+    value = os.environ.get(var, "").split(":")[0]
+    return Path(value) if value else Path(fallback)
+
+
+def user_socket_path() -> str:
+    """A per-user flowd listens in the user's runtime dir, whoever the user is (root too)."""
     if os.environ.get("RUNTIME_DIRECTORY"):
-        return str(Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "flowd.sock")
-    if os.geteuid() == 0:
-        return "/run/flowd/flowd.sock"
+        return str(_systemd_dir("RUNTIME_DIRECTORY", SYSTEM_RUNTIME_DIR) / "flowd.sock")
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/flowd-{os.getuid()}"
     return str(Path(runtime) / "flowd" / "flowd.sock")
 
 
-def _defaults() -> dict[str, Any]:
+def default_socket_path() -> str:
+    """systemd's RuntimeDirectory, else /run/flowd for root, else the user's runtime dir (XDG)."""
+    if os.geteuid() == 0 and not os.environ.get("RUNTIME_DIRECTORY"):
+        return f"{SYSTEM_RUNTIME_DIR}/flowd.sock"
+    return user_socket_path()
+
+
+def _defaults(mode: str | None) -> dict[str, Any]:
+    if mode == "system":
+        return {
+            "dags_folder": str(_systemd_dir("CONFIGURATION_DIRECTORY", SYSTEM_CONFIG_DIR) / "dags"),
+            "db_url": f"sqlite:///{_systemd_dir('STATE_DIRECTORY', SYSTEM_STATE_DIR) / 'flow.db'}",
+            "log_folder": str(_systemd_dir("LOGS_DIRECTORY", SYSTEM_LOGS_DIR)),
+            "default_timezone": system_timezone(),
+            "socket_path": str(_systemd_dir("RUNTIME_DIRECTORY", SYSTEM_RUNTIME_DIR) / "flowd.sock"),
+        }
     data = user_data_dir()
+    socket_path = user_socket_path() if mode == "user" else default_socket_path()
     return {
         "dags_folder": str(user_config_dir() / "dags"),
         "db_url": f"sqlite:///{data / 'flow.db'}",
         "log_folder": str(data / "logs"),
         "default_timezone": system_timezone(),
-        "socket_path": default_socket_path(),
+        "socket_path": socket_path,
     }
 
 
@@ -131,21 +173,33 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     return value
 
 
-def config_file_path() -> Path:
+def config_file_path(mode: str | None = None) -> Path:
+    """$FLOW_CONFIG, else the mode's flowd.toml (system: $CONFIGURATION_DIRECTORY or /etc/flowd)."""
     explicit = os.environ.get("FLOW_CONFIG")
-    return Path(explicit) if explicit else user_config_dir() / "flowd.toml"
+    if explicit:
+        return Path(explicit)
+    if mode == "system":
+        return _systemd_dir("CONFIGURATION_DIRECTORY", SYSTEM_CONFIG_DIR) / "flowd.toml"
+    return user_config_dir() / "flowd.toml"
 
 
-def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | None = None) -> Settings:
-    """Resolve settings from defaults, the TOML file, the environment and flags (flag wins)."""
+def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | None = None,
+                  mode: str | None = None) -> Settings:
+    """Resolve settings from defaults, the TOML file, the environment and flags (flag wins).
+
+    `mode` ("user" or "system") picks the defaults; None keeps the per-user defaults with the
+    socket chosen by who is asking (root talks to the system flowd), which is what `flow` wants.
+    """
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for key, val in _defaults().items():
+    for key, val in _defaults(mode).items():
         values[key], sources[key] = val, "default"
     for f in fields(Settings):
         if f.name not in values and f.name != "sources":
             sources[f.name] = "default"
-    path = config_file or config_file_path()
+    path = config_file or config_file_path(mode)
     if path.is_file():
         try:
             data = tomllib.loads(path.read_text())
@@ -171,6 +225,10 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     if settings.stop_mode not in ("adopt", "kill"):
         raise ConfigError(f"setting stop_mode = {settings.stop_mode!r} from {sources['stop_mode']}: "
                           "expected 'adopt' (running tasks carry on and are adopted) or 'kill'")
+    settings.log_level = settings.log_level.lower()
+    if settings.log_level not in LOG_LEVELS:
+        raise ConfigError(f"setting log_level = {settings.log_level!r} from {sources['log_level']}: "
+                          f"expected one of {', '.join(LOG_LEVELS)}")
     settings.db_url = normalize_db_url(settings.db_url)
     settings.sources = sources
     return settings
@@ -185,3 +243,28 @@ def normalize_db_url(url: str) -> str:
         if rest and rest != ":memory:":
             return f"sqlite:///{Path(rest).expanduser().absolute()}"
     return url
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, fit to print or log."""
+    url = re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+
+
+def render_settings(settings: Settings, *, mode: str, config_file: Path) -> str:
+    """Every effective setting as TOML, each with where its value came from.
+
+    The output can be pasted into a flowd.toml as it is; secrets in the database URL are masked.
+    """
+    state = "read" if config_file.is_file() else "not present"
+    lines = [f"# flowd settings ({mode} mode)", f"# configuration file: {config_file} ({state})"]
+    rows = []
+    for name, value in settings.as_dict().items():
+        if name == "db_url":
+            value = mask_url(value)
+        shown = str(value).lower() if isinstance(value, bool) else (
+            str(value) if isinstance(value, int | float) else json.dumps(value))
+        rows.append((f"{name} = {shown}", settings.sources.get(name, "default")))
+    width = max(len(r[0]) for r in rows)
+    lines += [f"{text.ljust(width)}  # {source}" for text, source in rows]
+    return "\n".join(lines) + "\n"

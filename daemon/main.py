@@ -1,8 +1,393 @@
-"""`flowd`: the daemon. Its issue (socket protocol, systemd integration, supervision) is next."""
+"""`flowd`: the scheduler daemon, as systemd (or a person at a terminal) runs it.
 
+One process, one asyncio loop: the engine, the DAG-folder watcher, the socket server, and the
+sd_notify side (READY/STATUS/WATCHDOG/RELOADING/STOPPING) all share it. The watchdog ping runs
+on that same loop on purpose: if the loop is stuck, the pings stop and systemd restarts flowd.
+
+Exit status: 0 after SIGTERM/SIGINT; 1 when it cannot start (configuration, database, socket)
+or the engine fails; 2 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import struct
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import LOG_LEVELS, ConfigError, Settings, config_file_path, default_mode, load_settings, mask_url
+from .systemd import Notifier, activated_socket, monotonic_usec, watchdog_interval
+
+log = logging.getLogger("flow.flowd")
+
+LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse_timeout", "kill_grace",
+                 "log_level")
+"""What a reload (SIGHUP) applies to the running daemon; everything else needs a restart."""
+STATUS_PERIOD = 2.0
 
 
-def main() -> None:
-    print("flowd is not built yet: run DAGs with `flow dags test DAG` for now (see README.md)", file=sys.stderr)
-    sys.exit(1)
+class StartupError(Exception):
+    """flowd cannot start; the message is the one line shown on stderr."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="flowd", description="The flow scheduler daemon: runs DAGs from a folder on their schedules.",
+        epilog="Settings: built-in defaults < configuration file < FLOW_* environment < these flags. "
+               "--print-config shows each effective value and where it came from.")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default: the mode's flowd.toml)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--system", dest="mode", action="store_const", const="system",
+                      help="system service paths: /etc/flowd, /var/lib/flowd, /var/log/flowd, /run/flowd "
+                           "(default when run as root)")
+    mode.add_argument("--user", dest="mode", action="store_const", const="user",
+                      help="per-user paths under ~/.config/flowd and ~/.local/share/flowd (default otherwise)")
+    p.add_argument("--dags-folder", metavar="DIR")
+    p.add_argument("--db", dest="db_url", metavar="URL", help="database URL or SQLite file path")
+    p.add_argument("--log-folder", metavar="DIR", help="where task logs are written")
+    p.add_argument("--socket", dest="socket_path", metavar="PATH", help="the Unix socket flowd listens on")
+    p.add_argument("--parallelism", type=int, metavar="N", help="tasks running at once, at most")
+    p.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower)
+    p.add_argument("--print-config", action="store_true", help="print the effective settings and exit")
+    return p.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace) -> tuple[Settings, str, Path, dict[str, Any]]:
+    mode = args.mode or default_mode()
+    flags = {"dags_folder": args.dags_folder, "db_url": args.db_url, "log_folder": args.log_folder,
+             "socket_path": args.socket_path, "parallelism": args.parallelism, "log_level": args.log_level}
+    if args.config:
+        path = Path(args.config).expanduser().absolute()
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} (from --config) does not exist")
+    else:
+        path = config_file_path(mode)
+    return load_settings(flags, config_file=path, mode=mode), mode, path, flags
+
+
+class JournalFormatter(logging.Formatter):
+    """Under journald ($JOURNAL_STREAM), "<N>" prefixes carry the priority and the journal adds the time."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).replace("\n", " | ")
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{text}"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def prepare_folders(settings: Settings, mode: str, activated: bool) -> None:
+    """Create the DAG folder and the socket's folder, so a first run needs no setup at all."""
+    try:
+        Path(settings.dags_folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot create the DAG folder {settings.dags_folder}: {exc.strerror}") from None
+    if activated:
+        return
+    refuse_if_running(settings.socket_path)
+    parent = Path(settings.socket_path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o755 if mode == "system" else 0o700)
+    except OSError as exc:
+        raise StartupError(f"cannot create the socket folder {parent}: {exc.strerror}") from None
+
+
+def refuse_if_running(path: str) -> None:
+    """Refuse to start before touching the database when a flowd already answers on our socket.
+
+    The server checks again when it binds; checking first means a second flowd never loads (and
+    starts settling) the runs the first one is still running.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(path)
+        pid, _, _ = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except TimeoutError:
+        pid = 0
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise StartupError(f"flowd is already running on {path}" + (f" (pid {pid})" if pid else ""))
+
+
+class Daemon:
+    """flowd's life: start in order, signal READY, serve until SIGTERM, reload on SIGHUP."""
+
+    def __init__(self, settings: Settings, *, mode: str, config_file: Path, flags: dict[str, Any],
+                 notifier: Notifier, watchdog: float | None, sock: socket.socket | None) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.config_file = config_file
+        self.flags = flags
+        self.notifier = notifier
+        self.watchdog = watchdog
+        self.sock = sock
+        self.engine: Any = None
+        self.server: Any = None
+        self.watcher: Any = None
+        self.stopping = asyncio.Event()
+        self._ready = False
+        self._reloading = False
+        self._reload_again = False
+        self._status = ""
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- start -----------------------------------------------------------------------------
+
+    def open_engine(self) -> None:
+        from flow.executors.base import get_executor
+
+        from .engine import Engine
+        from .store import Store, StoreError
+
+        try:
+            store = Store.open(self.settings.db_url)
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            executor = get_executor(self.settings.executor)
+        except (KeyError, ValueError) as exc:
+            raise StartupError(f"setting executor = {self.settings.executor!r}: {exc}") from None
+        self.engine = Engine(store, executor, self.settings, schedule=True)
+        self.engine.load()
+
+    async def refresh(self) -> None:
+        """The engine's periodic folder scan; a broken DAG folder is logged, never fatal."""
+        try:
+            await self.watcher.refresh()
+        except Exception as exc:
+            log.error("scanning the DAG folder %s failed: %s", self.settings.dags_folder, exc)
+
+    async def rescan_all(self) -> None:
+        """Parse every DAG file again, as a fresh start would (a new watcher re-reads everything)."""
+        from .watch import FolderWatcher
+
+        self.watcher = FolderWatcher(self.engine)
+        await self.refresh()
+
+    async def start(self) -> None:
+        """Everything before READY=1: the store, recovery, the first parse, the socket."""
+        from .server import Server, ServerError
+
+        self.open_engine()
+        await self.rescan_all()
+        self.server = Server(self.engine, self.settings, sock=self.sock)
+        try:
+            await self.server.start()
+        except ServerError as exc:
+            raise StartupError(str(exc)) from None
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {self.settings.socket_path}: {exc.strerror or exc}") from None
+        self.engine.listener = self.server.publish
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if self.watchdog:
+            self._spawn(self._watchdog_loop(self.watchdog), "watchdog")
+        await self.start()
+        if self.stopping.is_set():
+            await self.shutdown(None)
+            return 0
+        self._status = self.status_line()
+        self.notifier.notify("READY=1", f"STATUS={self._status}", f"MAINPID={os.getpid()}")
+        self._ready = True
+        log.info("flowd %s ready on %s (%s mode, pid %d): %s", _version(), self.settings.socket_path, self.mode,
+                 os.getpid(), self._status)
+        self._spawn(self._status_loop(), "status")
+        if self._reload_again:
+            self.request_reload()  # a SIGHUP that came during start-up
+        kill = self.settings.stop_mode == "kill"
+        engine_task = asyncio.create_task(self.engine.run(periodic=self.refresh, period=1.0, kill_on_exit=kill),
+                                          name="engine")
+        stop_task = asyncio.create_task(self.stopping.wait(), name="stop")
+        await asyncio.wait({engine_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        if engine_task.done():
+            stop_task.cancel()
+            exc = engine_task.exception()
+            why = f"{type(exc).__name__}: {exc}" if exc else "its loop returned"
+            log.error("the engine stopped (%s); exiting so that flowd is restarted", why, exc_info=exc)
+            self.notifier.notify(f"STATUS=failed: the engine stopped ({why})")
+            code = 1
+        await self.shutdown(engine_task)
+        return code
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def status_line(self) -> str:
+        """The one line systemctl status shows. Read from the engine, not Server.status(), whose
+        CPU figure is measured between calls and would then cover only this 2 s poll."""
+        engine = self.engine
+        try:
+            dags = sum(1 for d in engine.dags if d not in engine.inactive)
+            errors = len(engine.store.import_errors())
+            return f"{dags} DAGs, {engine.running_count()} running, {errors} import errors"
+        except Exception as exc:
+            log.warning("cannot compute the status line: %s", exc)
+            return self._status or "running"
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_PERIOD)
+            line = self.status_line()
+            if line != self._status and not self._reloading:
+                self._status = line
+                self.notifier.notify(f"STATUS={line}")
+
+    def request_stop(self, sig: int) -> None:
+        if self.stopping.is_set():
+            log.info("already stopping")
+            return
+        log.info("%s: stopping (stop_mode %s)", signal.Signals(sig).name, self.settings.stop_mode)
+        self.notifier.notify("STOPPING=1", "STATUS=stopping")
+        self.stopping.set()
+
+    def request_reload(self) -> None:
+        if self.stopping.is_set():
+            return
+        if self._reloading or not self._ready:
+            self._reload_again = True
+            return
+        self._spawn(self.reload(), "reload")
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the configuration, apply what can change live, parse every DAG file again."""
+        self._reloading = True
+        try:
+            while True:
+                self._reload_again = False
+                self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", "STATUS=reloading")
+                log.info("SIGHUP: reloading the configuration and the DAG folder")
+                self.apply_settings()
+                await self.rescan_all()
+                self.engine.wake()
+                if not self._reload_again:
+                    break
+        except Exception:
+            log.exception("reload failed; carrying on with what was loaded")
+        finally:
+            # systemd waits for READY=1 after RELOADING=1, whatever happened in between.
+            self._reloading = False
+            self._status = self.status_line()
+            if not self.stopping.is_set():
+                self.notifier.notify("READY=1", f"STATUS={self._status}")
+        log.info("reloaded: %s", self._status)
+
+    def apply_settings(self) -> None:
+        try:
+            new = load_settings(self.flags, config_file=self.config_file, mode=self.mode)
+        except ConfigError as exc:
+            log.error("reload: %s; keeping the running configuration", exc)
+            return
+        for name, value in new.as_dict().items():
+            old = getattr(self.settings, name)
+            if value == old:
+                continue
+            shown = (mask_url(old), mask_url(value)) if name == "db_url" else (old, value)
+            if name in LIVE_SETTINGS:
+                setattr(self.settings, name, value)
+                self.settings.sources[name] = new.sources[name]
+                log.info("reload: %s = %r (was %r, from %s)", name, shown[1], shown[0], new.sources[name])
+            else:
+                log.warning("reload: %s changed to %r (from %s) but needs a restart to apply; still %r",
+                            name, shown[1], new.sources[name], shown[0])
+        logging.getLogger().setLevel(self.settings.log_level.upper())
+
+    # -- stop ------------------------------------------------------------------------------
+
+    async def shutdown(self, engine_task: asyncio.Task[Any] | None) -> None:
+        """Stop accepting requests, then stop the engine (adopt: tasks carry on; kill: they end first)."""
+        running = self.engine.running_count() if self.engine is not None else 0
+        for task in self._tasks:
+            task.cancel()
+        if self.server is not None:
+            try:
+                await self.server.stop()
+            except Exception:
+                log.exception("stopping the socket server failed")
+        if engine_task is not None:
+            engine_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await engine_task
+        with contextlib.suppress(Exception):
+            self.engine.store.close()
+        log.info("flowd stopped%s", f"; {running} task(s) left to the runner for the next flowd"
+                 if running and self.settings.stop_mode == "adopt" else "")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("flowtui")
+    except Exception:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.monotonic()
+    # Read and remove what systemd passed, so the runner and the tasks never inherit it.
+    notifier = Notifier.from_environ()
+    watchdog = watchdog_interval()
+    sock = activated_socket()
+    try:
+        settings, mode, path, flags = resolve(args)
+    except ConfigError as exc:
+        print(f"flowd: {exc}", file=sys.stderr)
+        notifier.notify(f"STATUS=failed: {exc}")
+        sys.exit(1)
+    if args.print_config:
+        from .config import render_settings
+
+        sys.stdout.write(render_settings(settings, mode=mode, config_file=path))
+        sys.exit(0)
+    setup_logging(settings.log_level)
+    if sock is not None:
+        name = sock.getsockname()
+        settings.socket_path = name if isinstance(name, str) and name else settings.socket_path
+        settings.sources["socket_path"] = "socket activation"
+    try:
+        prepare_folders(settings, mode, sock is not None)
+        daemon = Daemon(settings, mode=mode, config_file=path, flags=flags, notifier=notifier,
+                        watchdog=watchdog, sock=sock)
+        code = asyncio.run(daemon.run())
+    except StartupError as exc:
+        print(f"flowd: {exc}", file=sys.stderr)
+        notifier.notify(f"STATUS=failed: {exc}")
+        sys.exit(1)
+    log.debug("ran for %.1fs", time.monotonic() - started)
+    sys.exit(code)
