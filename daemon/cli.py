@@ -114,11 +114,14 @@ def print_table(rows: list[list[Any]], header: list[str]) -> None:
 @click.option("--dags-folder", envvar=None, help="DAG folder (default: $FLOW_DAGS_FOLDER or ~/.config/flowd/dags).")
 @click.option("--db", "db_url", help="Database URL or SQLite path (default: $FLOW_DB_URL or the user data dir).")
 @click.option("--log-folder", help="Task log folder (default: $FLOW_LOG_FOLDER or the user data dir).")
+@click.option("--socket", "socket_path", help="flowd's socket (default: $FLOW_SOCKET or the user runtime dir).")
 @click.version_option(package_name="flowtui", prog_name="flow")
 @click.pass_context
-def cli(ctx: click.Context, dags_folder: str | None, db_url: str | None, log_folder: str | None) -> None:
+def cli(ctx: click.Context, dags_folder: str | None, db_url: str | None, log_folder: str | None,
+        socket_path: str | None) -> None:
     """flow: DAGs of tasks on a schedule, with retries, history and logs."""
-    ctx.obj = Ctx({"dags_folder": dags_folder, "db_url": db_url, "log_folder": log_folder})
+    ctx.obj = Ctx({"dags_folder": dags_folder, "db_url": db_url, "log_folder": log_folder,
+                   "socket_path": socket_path})
 
 
 @cli.group()
@@ -263,6 +266,6 @@ def dags_next_runs(obj: Ctx, dag_id: str, count: int, as_json: bool) -> None:
 
 
 def main() -> None:
-    from . import cli_run  # noqa: F401  (registers the commands that run tasks)
+    from . import cli_remote, cli_run  # noqa: F401  (register the commands that run tasks / talk to flowd)
 
     cli(prog_name="flow")

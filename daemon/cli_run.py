@@ -187,7 +187,7 @@ def dags_backfill(obj: Ctx, dag_id: str, start: str, end: str, conf: str | None,
 
 @cli.group()
 def tasks() -> None:
-    """List and test tasks."""
+    """List, test, clear, retry and mark tasks."""
 
 
 @tasks.command("list")
