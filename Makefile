@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-stop test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,23 +14,31 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Until flowd and flowtui land, the demo runs every example DAG once with `flow dags test`.
-# Its state and logs live in ./demo-home.
-DEMO_ENV := FLOW_DAGS_FOLDER=$(CURDIR)/dags FLOW_DB_URL=sqlite:///$(CURDIR)/demo-home/flow.db \
-	FLOW_LOG_FOLDER=$(CURDIR)/demo-home/logs
-DEMO_DAGS := example_branch example_xcom example_taskflow example_pipeline
+# `make demo`: flowd (user mode) on the example DAGs in the background, then `flow status` and two
+# triggered runs followed to the end. State, logs, socket and flowd's own log live in ./demo-home;
+# `make demo-stop` stops flowd (its tasks finish first). Until the console lands, that is the tour.
+DEMO := $(CURDIR)/demo-home
+DEMO_ENV := FLOW_DAGS_FOLDER=$(CURDIR)/dags FLOW_DB_URL=sqlite:///$(DEMO)/flow.db \
+	FLOW_LOG_FOLDER=$(DEMO)/logs FLOW_SOCKET=$(DEMO)/flowd.sock
 
 demo: $(STAMP)
-	@mkdir -p demo-home
-	@echo "== flow dags list" && $(DEMO_ENV) $(BIN)/flow dags list
-	@for dag in $(DEMO_DAGS); do \
-	  echo; echo "== flow dags test $$dag"; \
-	  $(DEMO_ENV) $(BIN)/flow dags test $$dag || echo "(the run of $$dag failed; see above)"; \
-	done
-	@echo; echo "== flow dags show example_xcom" && $(DEMO_ENV) $(BIN)/flow dags show example_xcom
-	@echo; echo "== flow dags next-runs example_taskflow -n 3" && \
-	  $(DEMO_ENV) $(BIN)/flow dags next-runs example_taskflow -n 3
-	@echo; echo "State and logs: ./demo-home. Try more with: $(DEMO_ENV) $(BIN)/flow --help"
+	@mkdir -p $(DEMO)
+	@if $(DEMO_ENV) $(BIN)/flow status >/dev/null 2>&1; then echo "flowd already running on $(DEMO)/flowd.sock"; \
+	else echo "== starting flowd (log: demo-home/flowd.log)"; \
+	  $(DEMO_ENV) nohup $(BIN)/flowd --user > $(DEMO)/flowd.log 2>&1 & echo $$! > $(DEMO)/flowd.pid; \
+	  for i in $$(seq 100); do $(DEMO_ENV) $(BIN)/flow status >/dev/null 2>&1 && break; sleep 0.1; done; fi
+	@echo; echo "== flow status" && $(DEMO_ENV) $(BIN)/flow status
+	@echo; echo "== flow dags list" && $(DEMO_ENV) $(BIN)/flow dags list
+	@echo; echo "== flow dags trigger example_xcom --follow" && $(DEMO_ENV) $(BIN)/flow dags trigger example_xcom --follow
+	@echo; echo "== flow dags trigger example_pipeline --follow" && \
+	  $(DEMO_ENV) $(BIN)/flow dags trigger example_pipeline --follow
+	@echo; echo "flowd keeps running and scheduling (example_branch fires every minute)."
+	@echo "Try: $(DEMO_ENV) $(BIN)/flow runs list example_branch"
+	@echo "Stop it with: make demo-stop"
+
+demo-stop:
+	@if [ -f $(DEMO)/flowd.pid ]; then kill $$(cat $(DEMO)/flowd.pid) 2>/dev/null && echo "flowd stopped"; \
+	  rm -f $(DEMO)/flowd.pid; else echo "no demo flowd running"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check flow daemon executors tui tests bench dags

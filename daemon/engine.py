@@ -350,6 +350,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         for rc in [c for c in d.runs if c.new == RunState.RUNNING]:
             self._apply_run(tx, rc, now)
         for ch in d.tis:
+            if ch.new == TaskState.QUEUED:
+                continue  # SCHEDULED -> QUEUED comes with its Start, which records it with the new try
             self._set_ti(tx, self.runs[ch.run_key], ch.task_id, ch.new, now, reason=ch.reason)
         for st in d.start:
             submit.append(self._start(tx, self.runs[st.run_key], st.task_id, now))
