@@ -74,6 +74,29 @@ class TaskResult:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+class LineBuffer:
+    """Splits a byte stream into lines, holding a partial last line until its newline arrives.
+
+    Both ends of the executor's socket (flowd's side and the runner's) read JSON lines this way.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        scan = len(self._buf)
+        self._buf += data
+        lines = []
+        while (nl := self._buf.find(b"\n", scan)) >= 0:
+            lines.append(bytes(self._buf[:nl]))
+            del self._buf[:nl + 1]
+            scan = 0
+        return lines
+
+    def clear(self) -> None:
+        self._buf.clear()
+
+
 StartedCallback = Callable[[str, int], None]  # (ref, pid)
 FinishedCallback = Callable[[TaskResult], None]
 

@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import Any
 
-from .base import FinishedCallback, StartedCallback, TaskResult, TaskSpec
+from .base import FinishedCallback, LineBuffer, StartedCallback, TaskResult, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class LocalExecutor:
         self._pid: int | None = None
         """The runner's pid. Spawned without Popen: nothing here owes it a wait, it may outlive us."""
         self._sock: socket.socket | None = None
-        self._inbuf = bytearray()
+        self._inbuf = LineBuffer()
         self._outbuf = bytearray()
         self._running: dict[str, int | None] = {}
         """ref -> pid (None until started) of every try submitted and not yet finished."""
@@ -203,12 +203,7 @@ class LocalExecutor:
         if not data:
             self._runner_gone()
             return
-        scan = len(self._inbuf)
-        self._inbuf += data
-        while (nl := self._inbuf.find(b"\n", scan)) >= 0:
-            line = bytes(self._inbuf[:nl])
-            del self._inbuf[:nl + 1]
-            scan = 0
+        for line in self._inbuf.feed(data):
             self._dispatch(line)
 
     def _dispatch(self, line: bytes) -> None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from flow.executors.base import LineBuffer
+
 
 class Timer:
     __slots__ = ("fn", "cancelled", "keepalive")
@@ -35,7 +37,7 @@ class EventLoop:
         self.peer_open = True
         self.keepalive = 0
         self._on_line, self._on_signal, self._on_close = on_line, on_signal, on_close
-        self._inbuf = bytearray()
+        self._inbuf = LineBuffer()
         self._outbuf = bytearray()
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
@@ -140,11 +142,6 @@ class EventLoop:
         if not data:
             self.close_peer()
             return
-        scan = len(self._inbuf)
-        self._inbuf += data
-        while (nl := self._inbuf.find(b"\n", scan)) >= 0:
-            line = bytes(self._inbuf[:nl])
-            del self._inbuf[:nl + 1]
-            scan = 0
+        for line in self._inbuf.feed(data):
             if line.strip():
                 self._on_line(line)
