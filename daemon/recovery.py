@@ -74,6 +74,8 @@ class Orphan:
         self.status_file = status_file
         self.pid = pid
         self.dead_since: float | None = None
+        self.kill_reason: str | None = None
+        """Why this flowd killed it: the old runner's record cannot know, and retries depend on it."""
 
     def poll(self, ref: str) -> TaskResult | None:
         """The try's result once it has one; a lost result once the grace period is over."""
@@ -89,6 +91,8 @@ class Orphan:
             result = TaskResult(ref=ref, pid=self.pid, ok=False,
                                 error="lost: its process ended while flowd was down and left no exit record")
         result.ref = ref
+        if self.kill_reason and not result.killed:
+            result.killed = self.kill_reason
         return result
 
     def kill(self, sig: int = signal.SIGTERM) -> None:

@@ -37,6 +37,7 @@ class ResultsMixin:
         if orphan is None:
             self.executor.kill(ref, reason)
             return
+        orphan.kill_reason = reason
         orphan.kill(signal.SIGTERM)
         try:
             asyncio.get_running_loop().call_later(self.settings.kill_grace, orphan.kill, signal.SIGKILL)
