@@ -1,0 +1,3 @@
+"""flowtui tests drive the app with Pilot against the same real flowd the daemon tests use."""
+
+from tests.daemon.conftest import Flowd, flowd, make_flowd  # noqa: F401

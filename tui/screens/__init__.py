@@ -1,0 +1,1 @@
+"""flowtui's screens, one per file."""

@@ -1,0 +1,233 @@
+"""The home screen: every DAG, kept current by flowd's pushed events.
+
+Events only mark DAGs dirty; one refresher task turns the dirty set into `dags.get` calls (or a
+single `dags.list` after `dags`, `resync`, a gap or a reconnect). A burst of a hundred task
+events for one DAG therefore costs one request, and the reader task never waits on a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from flow.tui.client import ClientError
+from flow.tui.widgets.dag_table import DagTable
+
+if TYPE_CHECKING:
+    from flow.tui.app import FlowTUI
+
+MUTATING = {"trigger": "trigger DAGs", "pause": "pause or unpause DAGs"}
+
+
+def matches(dag: dict[str, Any], needle: str) -> bool:
+    """The filter matches a DAG's id, one of its tags or its owner (case-insensitive substring)."""
+    needle = needle.strip().lower()
+    if not needle:
+        return True
+    fields = [str(dag.get("dag_id", "")), str(dag.get("owner") or ""), *(str(t) for t in dag.get("tags") or [])]
+    return any(needle in f.lower() for f in fields)
+
+
+def last_state(dag: dict[str, Any]) -> str | None:
+    return (dag.get("last_run") or {}).get("state")
+
+
+class DagListScreen(Screen):
+    """DAG list with filter, failing/running views, trigger and pause."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("t", "trigger", "Trigger", id="dag_list.trigger"),
+        Binding("p", "pause", "Pause/unpause", id="dag_list.pause"),
+        Binding("slash", "filter", "Filter", key_display="/", id="dag_list.filter"),
+        Binding("f", "only('failed')", "Failing", id="dag_list.failing"),
+        Binding("r", "only('running')", "Running", id="dag_list.running"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="dag_list.clear_filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="dag-list")
+        self.dags: dict[str, dict[str, Any]] = {}
+        self.import_errors = 0
+        self.needle = ""
+        self.only: str | None = None
+        self._dirty: set[str] = set()
+        self._full = False
+        self._wake = asyncio.Event()
+
+    @property
+    def flow_app(self) -> FlowTUI:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="import-errors")
+        yield Input(placeholder="filter by DAG id, tag or owner (esc clears)", id="filter")
+        yield DagTable(id="dags")
+        yield Static("", id="view-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#import-errors").display = False
+        self.query_one("#filter").display = False
+        self.query_one(DagTable).focus()
+        self.run_worker(self._refresher(), name="dag-list-refresher", group="dag-list", exit_on_error=False)
+        self.set_interval(30, self._render_rows, name="relative-times")
+        client = self.flow_app.client
+        client.listeners.append(self)
+        if client.connected:
+            self.flow_connected(client.hello)
+
+    def on_unmount(self) -> None:
+        listeners = self.flow_app.client.listeners
+        if self in listeners:
+            listeners.remove(self)
+
+    # -- what the client tells us (on its task: mark and wake, never wait) ----------------------
+
+    def flow_connected(self, hello: dict[str, Any]) -> None:
+        self._full = True
+        self._wake.set()
+
+    def flow_disconnected(self, reason: str) -> None:
+        """Nothing to do: the rows stay as they were until the reconnect refetches them."""
+
+    def flow_event(self, event: dict[str, Any]) -> None:
+        kind, data = event.get("event"), event.get("data") or {}
+        if kind in ("dags", "resync"):
+            self._full = True
+        elif kind == "dag" and data.get("dag_id") in self.dags and "is_paused" in data:
+            self.dags[data["dag_id"]]["is_paused"] = data["is_paused"]
+            self.query_one(DagTable).update_dag(self.dags[data["dag_id"]])
+            return
+        elif kind in ("ti", "run", "dag") and isinstance(data.get("dag_id"), str):
+            self._dirty.add(data["dag_id"])
+        else:
+            return
+        self._wake.set()
+
+    async def _refresher(self) -> None:
+        client = self.flow_app.client
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            full, self._full = self._full, False
+            dirty, self._dirty = self._dirty, set()
+            try:
+                if full:
+                    listing = await client.call("dags.list")
+                    self.dags = {d["dag_id"]: d for d in listing.get("dags", [])}
+                    self._set_import_errors(int(listing.get("import_errors") or 0))
+                    self._render_rows()
+                    continue
+                for dag_id in sorted(dirty):
+                    reply = await client.call("dags.get", dag_id=dag_id)
+                    dag = reply["dag"]
+                    dag.pop("serialized", None)
+                    known = dag_id in self.dags
+                    self.dags[dag_id] = dag
+                    if not known or not self.query_one(DagTable).update_dag(dag):
+                        self._render_rows()
+            except ClientError:
+                self._full = True
+                if client.connected:  # otherwise flow_connected wakes us when flowd is back
+                    self._wake.set()
+                    await asyncio.sleep(0.5)
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def visible(self) -> list[dict[str, Any]]:
+        return [d for _, d in sorted(self.dags.items())
+                if matches(d, self.needle) and (self.only is None or last_state(d) == self.only)]
+
+    def _render_rows(self) -> None:
+        self.query_one(DagTable).show(self.visible(), datetime.now(UTC))
+        notes = []
+        if self.needle:
+            notes.append(f"filter: {self.needle!r}")
+        if self.only:
+            notes.append(f"only DAGs whose last run is {self.only} (press {self.only[0]} again for all)")
+        note = self.query_one("#view-note", Static)
+        note.update(" · ".join(notes))
+        note.display = bool(notes)
+
+    def _set_import_errors(self, count: int) -> None:
+        self.import_errors = count
+        banner = self.query_one("#import-errors", Static)
+        plural = "s" if count != 1 else ""
+        banner.update(f"⚠ {count} DAG file{plural} failed to import: see `flow dags list-import-errors`")
+        banner.display = count > 0
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _refused(self, action: str) -> bool:
+        """True (after saying why) when this user may not change anything."""
+        if self.flow_app.client.role == "viewer":
+            self.notify(f"you are a viewer: you may not {MUTATING[action]} (ask to be added to group 'flow')",
+                        title="Not allowed", severity="warning")
+            return True
+        return False
+
+    def action_trigger(self) -> None:
+        dag_id = self.query_one(DagTable).selected_dag
+        if dag_id is None or self._refused("trigger"):
+            return
+        self.run_worker(self._trigger(dag_id), group="dag-list-actions", exit_on_error=False)
+
+    async def _trigger(self, dag_id: str) -> None:
+        try:
+            run = (await self.flow_app.client.call("dags.trigger", dag_id=dag_id))["run"]
+        except ClientError as exc:
+            self.notify(str(exc), title=f"Cannot trigger {dag_id}", severity="error")
+            return
+        self.notify(f"{run.get('run_id')} ({run.get('state')})", title=f"Triggered {dag_id}")
+
+    def action_pause(self) -> None:
+        dag_id = self.query_one(DagTable).selected_dag
+        if dag_id is None or self._refused("pause"):
+            return
+        paused = not self.dags.get(dag_id, {}).get("is_paused", False)
+        self.run_worker(self._pause(dag_id, paused), group="dag-list-actions", exit_on_error=False)
+
+    async def _pause(self, dag_id: str, paused: bool) -> None:
+        word = "pause" if paused else "unpause"
+        try:
+            await self.flow_app.client.call("dags.pause", dag_id=dag_id, paused=paused)
+        except ClientError as exc:
+            self.notify(str(exc), title=f"Cannot {word} {dag_id}", severity="error")
+            return
+        if dag_id in self.dags:
+            self.dags[dag_id]["is_paused"] = paused
+            self.query_one(DagTable).update_dag(self.dags[dag_id])
+        self.notify(f"{dag_id} is {word}d", title=word.capitalize())
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.needle = ""
+        self.query_one(DagTable).focus()
+        self._render_rows()
+
+    def action_only(self, state: str) -> None:
+        self.only = None if self.only == state else state
+        self._render_rows()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.needle = event.value
+        self._render_rows()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.display = False
+        self.query_one(DagTable).focus()

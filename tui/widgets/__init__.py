@@ -1,0 +1,1 @@
+"""Widgets flowtui's screens share."""
