@@ -9,6 +9,8 @@ datetimes aware UTC, so callers never see SQLAlchemy types.
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,8 +60,23 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     for pragma in _SQLITE_PRAGMAS:
-        cursor.execute(f"PRAGMA {pragma}")
+        _pragma(cursor, pragma)
     cursor.close()
+
+
+def _pragma(cursor: Any, pragma: str, patience: float = 10.0) -> None:
+    """Run a PRAGMA, waiting out a lock: switching a new file to WAL needs an exclusive lock,
+    and SQLite may refuse it at once (busy_timeout does not always apply) while another
+    connection opening the same new database holds a shared one."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _on_sqlite_begin(conn: Connection) -> None:

@@ -146,3 +146,31 @@ def test_runs_survive_reopening_with_a_new_store(sqlite_url: str) -> None:
         key = add_run(store)
     with Store.open(sqlite_url) as again:
         assert again.run_by_key(key)["logical_date"] == T0
+
+
+def test_many_first_opens_of_one_new_sqlite_file_all_succeed(tmp_path) -> None:
+    """flowd starting while `flow db upgrade` runs: every opener of a brand-new file gets a store."""
+    import threading
+
+    from flow.daemon import models
+    from flow.daemon.store import Store
+
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path}/round{round_}/flow.db"
+        barrier = threading.Barrier(8)
+        outcomes: list = []
+
+        def opener(url: str = url, barrier: threading.Barrier = barrier, outcomes: list = outcomes) -> None:
+            barrier.wait(timeout=10)
+            try:
+                with Store.open(url) as s:
+                    outcomes.append(s.revision())
+            except Exception as exc:  # collected and asserted below
+                outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=opener) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert outcomes == [models.HEAD_REVISION] * 8, outcomes
