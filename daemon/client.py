@@ -8,7 +8,6 @@ connection without losing anything.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -16,47 +15,23 @@ import stat
 import time
 from collections import deque
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flow.protocol import MAX_LINE, ProtocolError, client_hello, decode, encode
-
-START_HINT = "start it with `systemctl --user start flowd`, `systemctl start flowd`, or `flowd &`"
-MAX_REPLY_LINE = 8 * MAX_LINE
-"""A reply may hold a 1 MiB log chunk whose JSON escaping makes it longer than the request limit."""
-
-
-class ClientError(Exception):
-    """Anything that stops a request from getting an answer; str() is one line for the user."""
-
-
-class NotRunning(ClientError):
-    """Nothing answers on the socket: flowd is not started, or a stale socket file is left behind."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"cannot reach flowd at {path} ({reason}): {START_HINT}")
-        self.path = path
-        self.reason = reason
-
-
-class ConnectionLost(ClientError):
-    """flowd closed the connection or stopped answering in the middle of a conversation."""
-
-
-class RemoteError(ClientError):
-    """flowd answered with an error; `code` is one of the protocol's error codes."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _client_version() -> str:
-    try:
-        return version("flowtui")
-    except PackageNotFoundError:
-        return "0"
+from flow.protocol import (  # noqa: F401  (the error classes are part of this module's API)
+    MAX_LINE,
+    MAX_REPLY_LINE,
+    START_HINT,
+    ClientError,
+    ConnectionLost,
+    NotRunning,
+    ProtocolError,
+    RemoteError,
+    client_hello,
+    client_version,
+    decode,
+    encode,
+    os_error_reason,
+)
 
 
 class Client:
@@ -79,7 +54,7 @@ class Client:
         sock = _open(path, timeout)
         client = cls(sock, path, timeout)
         try:
-            client._send(client_hello(f"{client_name}/{_client_version()}"))
+            client._send(client_hello(f"{client_name}/{client_version()}"))
             reply = client._read(time.monotonic() + timeout, what="the handshake")
         except BaseException:
             client.close()
@@ -162,7 +137,7 @@ class Client:
             raise ConnectionLost(f"flowd at {self.path} did not accept a request within {self.timeout:g}s") from None
         except OSError as exc:
             self.close()
-            raise ConnectionLost(f"flowd at {self.path} closed the connection ({_reason(exc)})") from None
+            raise ConnectionLost(f"flowd at {self.path} closed the connection ({os_error_reason(exc)})") from None
 
     def _read(self, deadline: float | None, *, what: str) -> dict[str, Any]:
         """The next message; TimeoutError (for `events`) or ConnectionLost when none comes."""
@@ -195,7 +170,7 @@ class Client:
                 self._timeout(what)
             except OSError as exc:
                 self.close()
-                raise ConnectionLost(f"flowd at {self.path} closed the connection ({_reason(exc)})") from None
+                raise ConnectionLost(f"flowd at {self.path} closed the connection ({os_error_reason(exc)})") from None
             if not chunk:
                 self.close()
                 raise ConnectionLost(f"flowd at {self.path} closed the connection while waiting for {what}")
@@ -214,7 +189,7 @@ def _open(path: str, timeout: float) -> socket.socket:
     except FileNotFoundError:
         raise NotRunning(path, "no such file") from None
     except OSError as exc:
-        raise NotRunning(path, _reason(exc)) from None
+        raise NotRunning(path, os_error_reason(exc)) from None
     if not stat.S_ISSOCK(st.st_mode):
         raise NotRunning(path, "not a socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -234,14 +209,8 @@ def _open(path: str, timeout: float) -> socket.socket:
         raise ClientError(f"flowd at {path} did not accept the connection within {timeout:g}s") from None
     except OSError as exc:
         sock.close()
-        raise NotRunning(path, _reason(exc)) from None
+        raise NotRunning(path, os_error_reason(exc)) from None
     return sock
-
-
-def _reason(exc: OSError) -> str:
-    if exc.errno is not None and exc.errno in errno.errorcode:
-        return os.strerror(exc.errno).lower()
-    return str(exc) or type(exc).__name__
 
 
 def _preview(value: Any) -> str:

@@ -8,9 +8,11 @@ a request may contain can be tested without opening a socket.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -348,3 +350,50 @@ def check_role(method: str, role: str, params: Mapping[str, Any]) -> None:
         return
     unless = " unless dry_run is true" if spec.dry_run_for_viewers else ""
     raise ProtocolError("forbidden", f"{method} needs the {spec.role} role{unless}; you are a {role}")
+
+
+# -- what a client tells its user ----------------------------------------------------------
+# Shared by the CLI's blocking client and the console's asyncio client, so both say the same
+# thing in the same words when flowd is away or refuses.
+
+START_HINT = "start it with `systemctl --user start flowd`, `systemctl start flowd`, or `flowd &`"
+MAX_REPLY_LINE = 8 * MAX_LINE
+"""A reply may hold a 1 MiB log chunk whose JSON escaping makes it longer than the request limit."""
+
+
+class ClientError(Exception):
+    """Anything that stops a request from getting an answer; str() is one line for the user."""
+
+
+class NotRunning(ClientError):
+    """Nothing answers on the socket: flowd is not started, or a stale socket file is left behind."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"cannot reach flowd at {path} ({reason}): {START_HINT}")
+        self.path = path
+        self.reason = reason
+
+
+class ConnectionLost(ClientError):
+    """flowd closed the connection or stopped answering in the middle of a conversation."""
+
+
+class RemoteError(ClientError):
+    """flowd answered with an error; `code` is one of the protocol's error codes."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def client_version() -> str:
+    try:
+        return version("flowtui")
+    except PackageNotFoundError:
+        return "0"
+
+
+def os_error_reason(exc: OSError) -> str:
+    """`connect()`'s failure in the words users see elsewhere: 'permission denied', 'connection refused'."""
+    return os.strerror(exc.errno).lower() if exc.errno else (str(exc) or type(exc).__name__)

@@ -16,42 +16,26 @@ import os
 import stat
 import tomllib
 from collections.abc import Awaitable, Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
-from flow.protocol import MAX_LINE, ProtocolError, client_hello, decode, encode
+from flow.protocol import (  # noqa: F401  (the error classes are part of this module's API)
+    MAX_LINE,
+    MAX_REPLY_LINE,
+    START_HINT,
+    ClientError,
+    ConnectionLost,
+    NotRunning,
+    ProtocolError,
+    RemoteError,
+    client_hello,
+    client_version,
+    decode,
+    encode,
+    os_error_reason,
+)
 
-START_HINT = "start it with `systemctl --user start flowd`, `systemctl start flowd`, or `flowd &`"
-MAX_REPLY_LINE = 8 * MAX_LINE
-"""A reply may hold a 1 MiB log chunk whose JSON escaping makes it longer than the request limit."""
 SYSTEM_SOCKET = "/run/flowd/flowd.sock"
-
-
-class ClientError(Exception):
-    """Anything that stops a request from getting an answer; str() is one line for the user."""
-
-
-class NotRunning(ClientError):
-    """Nothing answers on the socket: flowd is not started, or a stale socket file is left behind."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"cannot reach flowd at {path} ({reason}): {START_HINT}")
-        self.path = path
-        self.reason = reason
-
-
-class ConnectionLost(ClientError):
-    """flowd went away while a request was waiting for its reply."""
-
-
-class RemoteError(ClientError):
-    """flowd answered with an error; `code` is one of the protocol's error codes."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class Listener(Protocol):
@@ -95,17 +79,6 @@ def resolve_socket(flag: str | None = None) -> str:
     return str(Path(runtime) / "flowd" / "flowd.sock")
 
 
-def _client_version() -> str:
-    try:
-        return version("flowtui")
-    except PackageNotFoundError:
-        return "0"
-
-
-def _reason(exc: OSError) -> str:
-    return os.strerror(exc.errno).lower() if exc.errno else (str(exc) or type(exc).__name__)
-
-
 async def open_connection(path: str, timeout: float = 5.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
                                                                     dict[str, Any]]:
     """Connect and exchange hellos; raises NotRunning, RemoteError (forbidden...) or ClientError."""
@@ -115,7 +88,7 @@ async def open_connection(path: str, timeout: float = 5.0) -> tuple[asyncio.Stre
     except FileNotFoundError:
         raise NotRunning(path, "no such file") from None
     except OSError as exc:
-        raise NotRunning(path, _reason(exc)) from None
+        raise NotRunning(path, os_error_reason(exc)) from None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path, limit=MAX_REPLY_LINE), timeout)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -126,9 +99,9 @@ async def open_connection(path: str, timeout: float = 5.0) -> tuple[asyncio.Stre
     except TimeoutError:
         raise ClientError(f"flowd at {path} did not accept the connection within {timeout:g}s") from None
     except OSError as exc:
-        raise NotRunning(path, _reason(exc)) from None
+        raise NotRunning(path, os_error_reason(exc)) from None
     try:
-        writer.write(encode(client_hello(f"flowtui/{_client_version()}")))
+        writer.write(encode(client_hello(f"flowtui/{client_version()}")))
         line = await asyncio.wait_for(reader.readline(), timeout)
         reply = _parse(line, path)
     except BaseException:
