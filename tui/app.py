@@ -28,6 +28,7 @@ class FlowTUI(App):
     def __init__(self, client: FlowClient) -> None:
         super().__init__()
         self.client = client
+        self.utc = False  # every screen formats times through flow.tui.timefmt with this flag
         self.sub_title = f"connecting to {client.path}…"
 
     def on_mount(self) -> None:

@@ -16,6 +16,8 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from flow.states import GLYPHS
+from flow.tui.timefmt import clock, relative
+from flow.tui.timefmt import parse as _parse
 
 COLUMNS = (("paused", "Paused"), ("dag_id", "DAG"), ("tags", "Tags"), ("owner", "Owner"),
            ("schedule", "Schedule"), ("last_run", "Last run"), ("next_run", "Next run"), ("recent", "Recent tasks"))
@@ -24,27 +26,6 @@ STATE_STYLES = {
     "success": "green", "failed": "red", "running": "cyan", "queued": "grey62", "scheduled": "grey62",
     "up_for_retry": "yellow", "upstream_failed": "dark_orange", "skipped": "magenta", "removed": "grey42",
 }
-
-
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def relative(when: datetime, now: datetime) -> str:
-    """'5s ago', '3m ago', '2h ago', '4d ago': enough to tell fresh from stale at a glance."""
-    seconds = int((now - when).total_seconds())
-    if seconds < 0:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
 
 
 def state_text(state: str, suffix: str = "") -> Text:
@@ -63,9 +44,8 @@ def last_run_text(last_run: Mapping[str, Any] | None, now: datetime) -> Text:
     return state_text(str(last_run.get("state", "none")), relative(when, now) if when else "")
 
 
-def next_run_text(value: Any) -> str:
-    when = _parse(value)
-    return when.astimezone().strftime("%Y-%m-%d %H:%M") if when else "—"
+def next_run_text(value: Any, utc: bool = False) -> str:
+    return clock(value, utc=utc, zone=False)
 
 
 def recent_text(counts: Mapping[str, int] | None) -> Text:
