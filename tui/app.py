@@ -47,6 +47,17 @@ class FlowTUI(App):
     def flow_event(self, event: dict[str, Any]) -> None:
         """The app shows no event itself; screens listen on the client."""
 
+    def open_dag(self, dag_id: str, run_id: str | None = None) -> None:
+        """Show a DAG's view, on `run_id` if given; reuses the view on top when it is that DAG's."""
+        from flow.tui.screens.dag_view import DagViewScreen
+
+        screen = self.screen
+        if isinstance(screen, DagViewScreen) and screen.dag_id == dag_id:
+            if run_id:
+                screen.follow_run(dag_id, {"run_id": run_id})
+            return
+        self.push_screen(DagViewScreen(dag_id, run_id))
+
     def action_keys(self) -> None:
         if self.screen.query(HelpPanel):
             self.action_hide_help_panel()

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from flow.tui.client import ClientError
+from flow.tui.screens.actions import ActionsMixin
 from flow.tui.widgets.dag_table import DagTable
-
-if TYPE_CHECKING:
-    from flow.tui.app import FlowTUI
-
-MUTATING = {"trigger": "trigger DAGs", "pause": "pause or unpause DAGs"}
 
 
 def matches(dag: dict[str, Any], needle: str) -> bool:
@@ -38,11 +34,13 @@ def last_state(dag: dict[str, Any]) -> str | None:
     return (dag.get("last_run") or {}).get("state")
 
 
-class DagListScreen(Screen):
-    """DAG list with filter, failing/running views, trigger and pause."""
+class DagListScreen(ActionsMixin, Screen):
+    """DAG list with filter, failing/running views, trigger and pause; enter opens the DAG view."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open", id="dag_list.open"),
         Binding("t", "trigger", "Trigger", id="dag_list.trigger"),
+        Binding("T", "trigger_conf", "Trigger w/ conf", id="dag_list.trigger_conf"),
         Binding("p", "pause", "Pause/unpause", id="dag_list.pause"),
         Binding("slash", "filter", "Filter", key_display="/", id="dag_list.filter"),
         Binding("f", "only('failed')", "Failing", id="dag_list.failing"),
@@ -59,10 +57,6 @@ class DagListScreen(Screen):
         self._dirty: set[str] = set()
         self._full = False
         self._wake = asyncio.Event()
-
-    @property
-    def flow_app(self) -> FlowTUI:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -165,31 +159,21 @@ class DagListScreen(Screen):
 
     # -- actions --------------------------------------------------------------------------------
 
-    def _refused(self, action: str) -> bool:
-        """True (after saying why) when this user may not change anything."""
-        if self.flow_app.client.role == "viewer":
-            self.notify(f"you are a viewer: you may not {MUTATING[action]} (ask to be added to group 'flow')",
-                        title="Not allowed", severity="warning")
-            return True
-        return False
+    def action_target(self) -> tuple[str | None, str | None, str | None]:
+        return self.query_one(DagTable).selected_dag, None, None
 
-    def action_trigger(self) -> None:
+    def action_open(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag
-        if dag_id is None or self._refused("trigger"):
-            return
-        self.run_worker(self._trigger(dag_id), group="dag-list-actions", exit_on_error=False)
+        if dag_id is not None:
+            self.flow_app.open_dag(dag_id)
 
-    async def _trigger(self, dag_id: str) -> None:
-        try:
-            run = (await self.flow_app.client.call("dags.trigger", dag_id=dag_id))["run"]
-        except ClientError as exc:
-            self.notify(str(exc), title=f"Cannot trigger {dag_id}", severity="error")
-            return
-        self.notify(f"{run.get('run_id')} ({run.get('state')})", title=f"Triggered {dag_id}")
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
 
     def action_pause(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag
-        if dag_id is None or self._refused("pause"):
+        if dag_id is None or self.refused("pause"):
             return
         paused = not self.dags.get(dag_id, {}).get("is_paused", False)
         self.run_worker(self._pause(dag_id, paused), group="dag-list-actions", exit_on_error=False)
