@@ -72,7 +72,12 @@ class Settings:
     viewer_group: str = "flow-view"
     stop_mode: str = "adopt"
     log_level: str = "info"
+    log_retention_days: int = 30
+    callback_timeout: float = 300.0
+    max_log_bytes_per_try: int = 100 * 1024 * 1024
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    notifiers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """[notifiers.NAME] tables, validated (daemon/notifyconf.py); never printed with their secrets."""
 
     ENV = {
         "dags_folder": "FLOW_DAGS_FOLDER",
@@ -89,13 +94,18 @@ class Settings:
         "viewer_group": "FLOW_VIEWER_GROUP",
         "stop_mode": "FLOW_STOP_MODE",
         "log_level": "FLOW_LOG_LEVEL",
+        "log_retention_days": "FLOW_LOG_RETENTION_DAYS",
+        "callback_timeout": "FLOW_CALLBACK_TIMEOUT",
+        "max_log_bytes_per_try": "FLOW_MAX_LOG_BYTES_PER_TRY",
     }
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("sources", "notifiers")}
 
 
 MODES = ("user", "system")
+ZERO_MEANS_OFF = ("log_retention_days", "max_log_bytes_per_try")
+"""Integer settings where 0 turns the limit off (keep logs forever, never cut a try's log)."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SYSTEM_CONFIG_DIR = "/etc/flowd"
 SYSTEM_STATE_DIR = "/var/lib/flowd"
@@ -153,8 +163,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
         if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
             value = int(value)
-            if value < 1:
+            if name in ZERO_MEANS_OFF:
+                if value < 0:
+                    raise ValueError("must be 0 (no limit) or more")
+            elif value < 1:
                 raise ValueError("must be at least 1")
         elif kind == "float":
             value = float(value)
@@ -197,14 +212,18 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     for key, val in _defaults(mode).items():
         values[key], sources[key] = val, "default"
     for f in fields(Settings):
-        if f.name not in values and f.name != "sources":
+        if f.name not in values and f.name not in ("sources", "notifiers"):
             sources[f.name] = "default"
     path = config_file or config_file_path(mode)
+    notifiers: dict[str, Any] = {}
     if path.is_file():
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+        from .notifyconf import parse_notifiers
+
+        notifiers = parse_notifiers(data.pop("notifiers", {}), str(path))
         table = data.get("flowd")
         section = {k: v for k, v in data.items() if not isinstance(v, dict)}
         section.update(table if isinstance(table, dict) else {})
@@ -231,6 +250,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
                           f"expected one of {', '.join(LOG_LEVELS)}")
     settings.db_url = normalize_db_url(settings.db_url)
     settings.sources = sources
+    settings.notifiers = notifiers
     return settings
 
 
@@ -267,4 +287,8 @@ def render_settings(settings: Settings, *, mode: str, config_file: Path) -> str:
         rows.append((f"{name} = {shown}", settings.sources.get(name, "default")))
     width = max(len(r[0]) for r in rows)
     lines += [f"{text.ljust(width)}  # {source}" for text, source in rows]
+    if settings.notifiers:
+        from .notifyconf import render_notifiers
+
+        lines += ["", *render_notifiers(settings.notifiers, str(config_file))]
     return "\n".join(lines) + "\n"

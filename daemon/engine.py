@@ -105,6 +105,11 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         """Tries committed as QUEUED by an earlier flowd that never reached a runner."""
         self.callbacks: list[TaskSpec] = []
         self.callbacks_inflight: set[str] = set()
+        self.notifications: Any = None
+        """flowd's Notifications (alerts by e-mail and webhook); None in foreground commands."""
+        self.alerts: list[dict[str, Any]] = []
+        self.housekeeping: Any = None
+        """flowd's log retention sweep and storage figures (daemon/housekeeping.py)."""
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -268,6 +273,12 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         for spec in resubmit + submit + callbacks:
             self.executor.submit(spec)
         self.callbacks_inflight.update(c.ref for c in callbacks)
+        alerts, self.alerts = self.alerts, []
+        for alert in alerts:
+            try:
+                self.notifications.submit(alert)
+            except Exception:  # alerting must never stop scheduling
+                log.exception("could not hand an alert over for delivery: %s", alert.get("task_id"))
         return wake_at
 
     def _snapshot(self) -> Snapshot:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flow.protocol import ProtocolError
 
 from .handlers_logs import logs_follow, logs_read
+from .handlers_ops import db_clean, ops_status
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -191,7 +192,7 @@ def tasks_retry(call: Call, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def status(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-    return call.server.status()
+    return call.server.status() | ops_status(call.engine)
 
 
 def import_errors_list(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -225,5 +226,6 @@ HANDLERS: dict[str, Handler] = {
     "logs.follow": logs_follow,
     "import_errors.list": import_errors_list,
     "audit.list": audit_list,
+    "db.clean": db_clean,
     "subscribe": subscribe,
 }

@@ -37,6 +37,8 @@ class TaskSpec:
     xcoms: dict[str, dict[str, Any]] = field(default_factory=dict)
     """XComs already pushed in this run: {task_id: {key: value}}."""
     extra: dict[str, Any] = field(default_factory=dict)
+    max_log_bytes: int = 0
+    """max_log_bytes_per_try: past it the log keeps its head and tail (logsink.TaskLog); 0 = no limit."""
 
     def to_json(self) -> dict[str, Any]:
         """Shallow on purpose: it is serialised at once, and a deep copy cost more than the spawn."""

@@ -242,6 +242,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("import_errors.list", "viewer"),
     Method("audit.list", "viewer", (_p("limit", "int", default=100, min=1, max=10_000), _p("dag_id", "str"))),
     Method("subscribe", "viewer", (_p("topics", "topics"),)),
+    Method("db.clean", "operator", (_p("before", "datetime", required=True), _p("dag_id", "str"), _DRY),
+           dry_run_for_viewers=True),
 )}
 
 

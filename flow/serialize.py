@@ -65,6 +65,12 @@ def serialize_task(task: BaseOperator, kind: str | None = None) -> dict[str, Any
         "has_on_success_callback": bool(task.on_success_callback),
         "has_on_failure_callback": bool(task.on_failure_callback),
         "has_on_retry_callback": bool(task.on_retry_callback),
+        "email": list(task.email),
+        "email_on_failure": task.email_on_failure,
+        "email_on_retry": task.email_on_retry,
+        "notify_on_failure": list(task.notify_on_failure),
+        "notify_on_retry": list(task.notify_on_retry),
+        "notify_on_success": list(task.notify_on_success),
         "doc": task.doc,
         "extra": _check_json(task.serialize_extra(), f"{where}: extra"),
     }

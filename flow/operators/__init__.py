@@ -2,6 +2,7 @@
 
 from flow.operators.base import BaseOperator, TriggerRule, chain, cross_downstream
 from flow.operators.bash import BashOperator
+from flow.operators.email import EmailOperator
 from flow.operators.empty import DummyOperator, EmptyOperator
 from flow.operators.python import (
     BaseBranchOperator,
@@ -16,6 +17,7 @@ __all__ = [
     "BashOperator",
     "BranchPythonOperator",
     "DummyOperator",
+    "EmailOperator",
     "EmptyOperator",
     "PythonOperator",
     "ShortCircuitOperator",

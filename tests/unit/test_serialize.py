@@ -31,7 +31,8 @@ TASK_KEYS = [
     "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "depends_on_past",
     "priority_weight", "owner", "do_xcom_push", "is_branch", "is_short_circuit", "bash_command", "env",
     "append_env", "cwd", "callable", "has_on_success_callback", "has_on_failure_callback",
-    "has_on_retry_callback", "doc", "extra",
+    "has_on_retry_callback", "email", "email_on_failure", "email_on_retry", "notify_on_failure",
+    "notify_on_retry", "notify_on_success", "doc", "extra",
 ]
 
 
