@@ -8,7 +8,6 @@ events for one DAG therefore costs one request, and the reader task never waits 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
@@ -17,6 +16,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
+from flow.tui import timefmt
 from flow.tui.client import ClientError
 from flow.tui.widgets.dag_table import DagTable
 
@@ -148,7 +148,7 @@ class DagListScreen(Screen):
                 if matches(d, self.needle) and (self.only is None or last_state(d) == self.only)]
 
     def _render_rows(self, refresh: bool = False) -> None:
-        self.query_one(DagTable).show(self.visible(), datetime.now(UTC), refresh=refresh)
+        self.query_one(DagTable).show(self.visible(), timefmt.now(), refresh=refresh)
         notes = []
         if self.needle:
             notes.append(f"filter: {self.needle!r}")

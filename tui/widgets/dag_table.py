@@ -8,7 +8,7 @@ position and the terminal traffic over a thin SSH link all stay put.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -16,6 +16,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from flow.states import GLYPHS
+from flow.tui import timefmt
 from flow.tui.timefmt import clock, relative
 from flow.tui.timefmt import parse as _parse
 
@@ -103,7 +104,7 @@ class DagTable(DataTable):
         Rows whose summary has not changed since it was drawn are skipped unless `refresh` (the
         relative times age), so a keystroke in the filter over 1,000 DAGs costs little.
         """
-        now = now or datetime.now(UTC)
+        now = now or timefmt.now()
         wanted = list(dags)
         ids = [str(d["dag_id"]) for d in wanted]
         if ids == self.dag_ids:
@@ -128,7 +129,7 @@ class DagTable(DataTable):
             self.get_row_index(key)
         except RowDoesNotExist:
             return False
-        for column, value in row_cells(dag, now or datetime.now(UTC)).items():
+        for column, value in row_cells(dag, now or timefmt.now()).items():
             if str(self.get_cell(key, column)) != str(value):
                 self.update_cell(key, column, value, update_width=True)
         self._drawn[key] = dict(dag)
