@@ -266,6 +266,6 @@ def dags_next_runs(obj: Ctx, dag_id: str, count: int, as_json: bool) -> None:
 
 
 def main() -> None:
-    from . import cli_remote, cli_run  # noqa: F401  (register the commands that run tasks / talk to flowd)
+    from . import cli_remote, cli_resources, cli_run  # noqa: F401  (register the commands that run tasks / talk to flowd)
 
     cli(prog_name="flow")

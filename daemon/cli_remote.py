@@ -99,6 +99,9 @@ def status(obj: Ctx, as_json: bool) -> None:
         ("database", st.get("db", "-")),
         ("socket", st.get("socket", "-")),
     ]
+    from .cli_resources import resource_rows
+
+    rows[2:2] = resource_rows(st)
     for name, value in rows:
         click.echo(f"{name:<11}{value}")
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flow.units import parse_threshold
+
 
 class ConfigError(ValueError):
     """A setting has a value flow cannot use; the message names the setting and its source."""
@@ -72,6 +74,11 @@ class Settings:
     viewer_group: str = "flow-view"
     stop_mode: str = "adopt"
     log_level: str = "info"
+    sample_interval: float = 2.0
+    """Seconds between two samples of every running task's process tree (CPU, memory, I/O)."""
+    min_free_memory: str = ""
+    """Admission control: start no new task while the host's available memory is below this
+    ("10%" of the total, or a size such as "2GiB"); empty turns it off."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     ENV = {
@@ -89,6 +96,8 @@ class Settings:
         "viewer_group": "FLOW_VIEWER_GROUP",
         "stop_mode": "FLOW_STOP_MODE",
         "log_level": "FLOW_LOG_LEVEL",
+        "sample_interval": "FLOW_SAMPLE_INTERVAL",
+        "min_free_memory": "FLOW_MIN_FREE_MEMORY",
     }
 
     def as_dict(self) -> dict[str, Any]:
@@ -229,6 +238,14 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     if settings.log_level not in LOG_LEVELS:
         raise ConfigError(f"setting log_level = {settings.log_level!r} from {sources['log_level']}: "
                           f"expected one of {', '.join(LOG_LEVELS)}")
+    settings.min_free_memory = settings.min_free_memory.strip()
+    if settings.min_free_memory:
+        try:
+            parse_threshold(settings.min_free_memory, "min_free_memory")
+        except ValueError:
+            raise ConfigError(f"setting min_free_memory = {settings.min_free_memory!r} from "
+                              f"{sources['min_free_memory']}: expected a share of the host's memory such as "
+                              "'10%' or a size such as '2GiB'") from None
     settings.db_url = normalize_db_url(settings.db_url)
     settings.sources = sources
     return settings

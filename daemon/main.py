@@ -29,7 +29,7 @@ from .systemd import Notifier, activated_socket, monotonic_usec, watchdog_interv
 log = logging.getLogger("flow.flowd")
 
 LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse_timeout", "kill_grace",
-                 "log_level")
+                 "log_level", "sample_interval", "min_free_memory")
 """What a reload (SIGHUP) applies to the running daemon; everything else needs a restart."""
 STATUS_PERIOD = 2.0
 

@@ -107,7 +107,8 @@ def test_status_reports_the_daemon(live: LiveServer, client: Client):
     st = client.result("status")
     assert set(st) == {"version", "pid", "started_at", "uptime", "rss", "cpu_percent", "loop_lag_ms", "running",
                        "parallelism", "free_slots", "dags", "paused", "import_errors", "db", "socket",
-                       "dags_folder"}
+                       "dags_folder", "host", "admission", "db_size", "log_size", "open_files", "sample_interval",
+                       "sampling_cpu_seconds"}
     assert st["pid"] == os.getpid() and st["socket"] == live.path
     assert st["dags_folder"] == live.settings.dags_folder and st["db"] == live.settings.db_url
     assert st["dags"] == 5 and st["import_errors"] == 1
