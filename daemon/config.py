@@ -72,6 +72,8 @@ class Settings:
     viewer_group: str = "flow-view"
     stop_mode: str = "adopt"
     log_level: str = "info"
+    connections_file: str = ""
+    """SSH connections (connections.toml); by default beside the configuration file."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     ENV = {
@@ -89,6 +91,7 @@ class Settings:
         "viewer_group": "FLOW_VIEWER_GROUP",
         "stop_mode": "FLOW_STOP_MODE",
         "log_level": "FLOW_LOG_LEVEL",
+        "connections_file": "FLOW_CONNECTIONS",
     }
 
     def as_dict(self) -> dict[str, Any]:
@@ -200,6 +203,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
         if f.name not in values and f.name != "sources":
             sources[f.name] = "default"
     path = config_file or config_file_path(mode)
+    values["connections_file"], sources["connections_file"] = str(path.parent / "connections.toml"), "default"
     if path.is_file():
         try:
             data = tomllib.loads(path.read_text())
@@ -222,6 +226,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     settings.dags_folder = str(Path(settings.dags_folder).expanduser().absolute())
     settings.log_folder = str(Path(settings.log_folder).expanduser().absolute())
     settings.socket_path = str(Path(settings.socket_path).expanduser().absolute())
+    settings.connections_file = str(Path(settings.connections_file).expanduser().absolute())
     if settings.stop_mode not in ("adopt", "kill"):
         raise ConfigError(f"setting stop_mode = {settings.stop_mode!r} from {sources['stop_mode']}: "
                           "expected 'adopt' (running tasks carry on and are adopted) or 'kill'")
