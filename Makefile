@@ -42,7 +42,10 @@ demo-stop:
 lint: $(STAMP)
 	$(BIN)/ruff check flow daemon executors tui tests bench dags
 
+# The SSH tests need Debian's openssh-server (a real sshd on 127.0.0.1); installed here when missing and root.
 test: $(STAMP) lint
+	@[ -x /usr/sbin/sshd ] || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server)
 	$(BIN)/python -m pytest -q -x --durations=10
 
 bench: $(STAMP)

@@ -79,6 +79,8 @@ class Settings:
     min_free_memory: str = ""
     """Admission control: start no new task while the host's available memory is below this
     ("10%" of the total, or a size such as "2GiB"); empty turns it off."""
+    connections_file: str = ""
+    """SSH connections (connections.toml); by default beside the configuration file."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     ENV = {
@@ -98,6 +100,7 @@ class Settings:
         "log_level": "FLOW_LOG_LEVEL",
         "sample_interval": "FLOW_SAMPLE_INTERVAL",
         "min_free_memory": "FLOW_MIN_FREE_MEMORY",
+        "connections_file": "FLOW_CONNECTIONS",
     }
 
     def as_dict(self) -> dict[str, Any]:
@@ -209,6 +212,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
         if f.name not in values and f.name != "sources":
             sources[f.name] = "default"
     path = config_file or config_file_path(mode)
+    values["connections_file"], sources["connections_file"] = str(path.parent / "connections.toml"), "default"
     if path.is_file():
         try:
             data = tomllib.loads(path.read_text())
@@ -231,6 +235,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     settings.dags_folder = str(Path(settings.dags_folder).expanduser().absolute())
     settings.log_folder = str(Path(settings.log_folder).expanduser().absolute())
     settings.socket_path = str(Path(settings.socket_path).expanduser().absolute())
+    settings.connections_file = str(Path(settings.connections_file).expanduser().absolute())
     if settings.stop_mode not in ("adopt", "kill"):
         raise ConfigError(f"setting stop_mode = {settings.stop_mode!r} from {sources['stop_mode']}: "
                           "expected 'adopt' (running tasks carry on and are adopted) or 'kill'")

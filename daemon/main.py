@@ -156,7 +156,7 @@ class Daemon:
     # -- start -----------------------------------------------------------------------------
 
     def open_engine(self) -> None:
-        from flow.executors.base import get_executor
+        from flow.executors.base import build_executor
 
         from .engine import Engine
         from .store import Store, StoreError
@@ -166,7 +166,7 @@ class Daemon:
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
-            executor = get_executor(self.settings.executor)
+            executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
         except (KeyError, ValueError) as exc:
             raise StartupError(f"setting executor = {self.settings.executor!r}: {exc}") from None
         self.engine = Engine(store, executor, self.settings, schedule=True)

@@ -9,6 +9,7 @@ from flow.operators.python import (
     PythonOperator,
     ShortCircuitOperator,
 )
+from flow.operators.ssh import SSHOperator
 
 __all__ = [
     "BaseBranchOperator",
@@ -18,6 +19,7 @@ __all__ = [
     "DummyOperator",
     "EmptyOperator",
     "PythonOperator",
+    "SSHOperator",
     "ShortCircuitOperator",
     "TriggerRule",
     "chain",
