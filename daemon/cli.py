@@ -64,13 +64,13 @@ class Ctx:
 
     def engine(self, *, parse: bool = True, listener: Any = None) -> Any:
         """An engine on the configured database, its DAGs refreshed from the folder."""
-        from flow.executors.base import get_executor
+        from flow.executors.base import build_executor
 
         from .engine import Engine
         from .watch import FolderWatcher
 
-        engine = Engine(self.store(), get_executor(self.settings.executor), self.settings, schedule=False,
-                        listener=listener)
+        executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
+        engine = Engine(self.store(), executor, self.settings, schedule=False, listener=listener)
         engine.load(run_keys=set())
         if parse:
             try:
@@ -292,6 +292,6 @@ def show_time(dt: datetime, zone: str) -> str:
 
 
 def main() -> None:
-    from . import cli_ops, cli_remote, cli_run  # noqa: F401  (register the commands that run tasks / talk to flowd)
+    from . import cli_connections, cli_ops, cli_remote, cli_resources, cli_run  # noqa: F401  (they register their commands)
 
     cli(prog_name="flow")

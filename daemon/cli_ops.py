@@ -44,10 +44,11 @@ def ops_status_rows(st: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(storage, dict):
         days = storage.get("log_retention_days")
         cap = storage.get("max_log_bytes_per_try")
-        rows.append(("storage", f"database {_size(storage.get('db_bytes'))}, logs {_size(storage.get('log_bytes'))} "
-                                f"in {storage.get('log_files') if storage.get('log_files') is not None else '-'} "
-                                f"file(s); kept {f'{days} days' if days else 'forever'}, "
-                                f"{_size(cap) if cap else 'no limit'} per try"))
+        sizes = "" if "log_size" in st else (  # an older flowd without the footprint line
+            f"database {_size(storage.get('db_bytes'))}, logs {_size(storage.get('log_bytes'))}; ")
+        rows.append(("logs", f"{sizes}{storage.get('log_files') if storage.get('log_files') is not None else '-'} "
+                             f"file(s) after the last sweep; kept {f'{days} days' if days else 'forever'}, "
+                             f"{_size(cap) if cap else 'no limit'} per try"))
     if st.get("default_timezone"):
         rows.append(("time zone", str(st["default_timezone"])))
     return rows

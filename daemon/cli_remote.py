@@ -113,6 +113,9 @@ def status(obj: Ctx, as_json: bool) -> None:
         ("socket", st.get("socket", "-")),
     ]
     rows += ops_status_rows(st)
+    from .cli_resources import resource_rows
+
+    rows[2:2] = resource_rows(st)
     for name, value in rows:
         click.echo(f"{name:<11}{value}")
 

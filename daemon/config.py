@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flow.units import parse_threshold
+
 
 class ConfigError(ValueError):
     """A setting has a value flow cannot use; the message names the setting and its source."""
@@ -75,6 +77,13 @@ class Settings:
     log_retention_days: int = 30
     callback_timeout: float = 300.0
     max_log_bytes_per_try: int = 100 * 1024 * 1024
+    sample_interval: float = 2.0
+    """Seconds between two samples of every running task's process tree (CPU, memory, I/O)."""
+    min_free_memory: str = ""
+    """Admission control: start no new task while the host's available memory is below this
+    ("10%" of the total, or a size such as "2GiB"); empty turns it off."""
+    connections_file: str = ""
+    """SSH connections (connections.toml); by default beside the configuration file."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     notifiers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """[notifiers.NAME] tables, validated (daemon/notifyconf.py); never printed with their secrets."""
@@ -97,6 +106,9 @@ class Settings:
         "log_retention_days": "FLOW_LOG_RETENTION_DAYS",
         "callback_timeout": "FLOW_CALLBACK_TIMEOUT",
         "max_log_bytes_per_try": "FLOW_MAX_LOG_BYTES_PER_TRY",
+        "sample_interval": "FLOW_SAMPLE_INTERVAL",
+        "min_free_memory": "FLOW_MIN_FREE_MEMORY",
+        "connections_file": "FLOW_CONNECTIONS",
     }
 
     def as_dict(self) -> dict[str, Any]:
@@ -216,6 +228,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
             sources[f.name] = "default"
     path = config_file or config_file_path(mode)
     notifiers: dict[str, Any] = {}
+    values["connections_file"], sources["connections_file"] = str(path.parent / "connections.toml"), "default"
     if path.is_file():
         try:
             data = tomllib.loads(path.read_text())
@@ -241,6 +254,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     settings.dags_folder = str(Path(settings.dags_folder).expanduser().absolute())
     settings.log_folder = str(Path(settings.log_folder).expanduser().absolute())
     settings.socket_path = str(Path(settings.socket_path).expanduser().absolute())
+    settings.connections_file = str(Path(settings.connections_file).expanduser().absolute())
     if settings.stop_mode not in ("adopt", "kill"):
         raise ConfigError(f"setting stop_mode = {settings.stop_mode!r} from {sources['stop_mode']}: "
                           "expected 'adopt' (running tasks carry on and are adopted) or 'kill'")
@@ -248,6 +262,14 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     if settings.log_level not in LOG_LEVELS:
         raise ConfigError(f"setting log_level = {settings.log_level!r} from {sources['log_level']}: "
                           f"expected one of {', '.join(LOG_LEVELS)}")
+    settings.min_free_memory = settings.min_free_memory.strip()
+    if settings.min_free_memory:
+        try:
+            parse_threshold(settings.min_free_memory, "min_free_memory")
+        except ValueError:
+            raise ConfigError(f"setting min_free_memory = {settings.min_free_memory!r} from "
+                              f"{sources['min_free_memory']}: expected a share of the host's memory such as "
+                              "'10%' or a size such as '2GiB'") from None
     settings.db_url = normalize_db_url(settings.db_url)
     settings.sources = sources
     settings.notifiers = notifiers

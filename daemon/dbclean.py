@@ -20,7 +20,7 @@ from .housekeeping import run_folder
 from .models import dag_run
 from .store_reads import chunks
 
-RUN_CHILDREN = ("xcom", "task_try", "task_instance", "task_resource_sample")
+RUN_CHILDREN = ("xcom", "try_resources", "task_try", "task_instance")
 """Tables whose rows belong to one run through a dag_run_id column; deleted before the run rows."""
 FINISHED = ("success", "failed")
 

@@ -26,6 +26,7 @@ from . import faults
 from .loop import LoopMixin
 from .ops import Operations
 from .recovery import Orphan, settle_orphans
+from .resources import ResourceMonitor
 from .results import ResultsMixin
 from .specs import CALLBACK_FOR_STATE, build_spec, callback_spec, run_id_for
 from .store import Store
@@ -110,6 +111,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.alerts: list[dict[str, Any]] = []
         self.housekeeping: Any = None
         """flowd's log retention sweep and storage figures (daemon/housekeeping.py)."""
+        self.monitor = ResourceMonitor(settings)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -292,7 +294,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         paused = frozenset(d for d in self.paused if d in self.dags) - {
             self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs
         }
-        return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty))
+        return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty),
+                        hold=self.monitor.hold())
 
     def _uses_past(self, dag_id: str) -> bool:
         return dag_id in self.past_dags

@@ -29,7 +29,8 @@ from .systemd import Notifier, activated_socket, monotonic_usec, watchdog_interv
 log = logging.getLogger("flow.flowd")
 
 LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse_timeout", "kill_grace",
-                 "log_level", "log_retention_days", "max_log_bytes_per_try", "callback_timeout")
+                 "log_level", "log_retention_days", "max_log_bytes_per_try", "callback_timeout",
+                 "sample_interval", "min_free_memory")
 """What a reload (SIGHUP) applies to the running daemon; everything else needs a restart."""
 STATUS_PERIOD = 2.0
 
@@ -156,7 +157,7 @@ class Daemon:
     # -- start -----------------------------------------------------------------------------
 
     def open_engine(self) -> None:
-        from flow.executors.base import get_executor
+        from flow.executors.base import build_executor
 
         from .engine import Engine
         from .store import Store, StoreError
@@ -166,7 +167,7 @@ class Daemon:
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
-            executor = get_executor(self.settings.executor)
+            executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
         except (KeyError, ValueError) as exc:
             raise StartupError(f"setting executor = {self.settings.executor!r}: {exc}") from None
         from .housekeeping import Housekeeping

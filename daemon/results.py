@@ -68,6 +68,7 @@ class ResultsMixin:
         if extra.ref != ref or run.tis[loc[1]].state != TaskState.QUEUED:
             return
         extra.pid, extra.start_date = pid, now
+        self.monitor.started(ref)
         try_number = run.tis[loc[1]].try_number
         self._set_ti(tx, run, loc[1], TaskState.RUNNING, now, pid=pid, start_date=now, replan=False)
         tx.update_try(run.key, loc[1], try_number, state=TaskState.RUNNING.value, pid=pid, start_date=now)
@@ -83,6 +84,12 @@ class ResultsMixin:
         started = _parse_time(result.started_at)
         duration = (ended - started).total_seconds() if started else None
         current = run is not None and run.extra[task_id].ref == result.ref
+        limit_hit = self.monitor.limit_reason(result.ref)
+        figures = self.monitor.finish(result.ref, result.rusage, duration)
+        if figures is not None:
+            tx.put_try_resources(run_key, task_id, try_number, figures)
+        if limit_hit and result.killed == limit_hit:
+            result.error = limit_hit  # the limit, its value and the figure reached, not "killed: ..."
         if not current:
             # The try was cleared or marked while it ran: record how it ended, change nothing else.
             tx.update_try(run_key, task_id, try_number, state=TaskState.FAILED.value, end_date=ended,

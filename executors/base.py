@@ -121,7 +121,8 @@ class Executor(Protocol):
     async def stop(self, *, kill_running: bool = False) -> None: ...
 
 
-_REGISTRY: dict[str, str] = {"local": "flow.executors.local:LocalExecutor"}
+_REGISTRY: dict[str, str] = {"local": "flow.executors.local:LocalExecutor",
+                              "ssh": "flow.executors.ssh:SSHExecutor"}
 
 
 def get_executor(name: str, **kwargs: Any) -> Executor:
@@ -134,3 +135,10 @@ def get_executor(name: str, **kwargs: Any) -> Executor:
         raise ValueError(f"unknown executor {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)(**kwargs)
+
+
+def build_executor(name: str, *, connections_file: str | None = None) -> Executor:
+    """The configured executor, with tries whose task names an SSH connection routed to SSH."""
+    from .routing import RoutingExecutor
+
+    return RoutingExecutor(get_executor(name), lambda: get_executor("ssh", connections_file=connections_file))

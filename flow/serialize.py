@@ -51,6 +51,8 @@ def serialize_task(task: BaseOperator, kind: str | None = None) -> dict[str, Any
         "retry_exponential_backoff": task.retry_exponential_backoff,
         "max_retry_delay": task.max_retry_delay,
         "execution_timeout": task.execution_timeout,
+        "memory_limit": task.memory_limit,
+        "cpu_time_limit": task.cpu_time_limit,
         "depends_on_past": task.depends_on_past,
         "priority_weight": task.priority_weight,
         "owner": task.owner,

@@ -10,6 +10,7 @@ from flow.operators.python import (
     PythonOperator,
     ShortCircuitOperator,
 )
+from flow.operators.ssh import SSHOperator
 
 __all__ = [
     "BaseBranchOperator",
@@ -20,6 +21,7 @@ __all__ = [
     "EmailOperator",
     "EmptyOperator",
     "PythonOperator",
+    "SSHOperator",
     "ShortCircuitOperator",
     "TriggerRule",
     "chain",

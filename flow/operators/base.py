@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from flow.dag import DAG, DagDefinitionError, _callbacks, _seconds, get_current_dag, validate_id
+from flow.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from flow.xcom import XComArg
@@ -186,6 +187,8 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
         retry_exponential_backoff: bool = False,
         max_retry_delay: timedelta | float | None = None,
         execution_timeout: timedelta | float | None = None,
+        memory_limit: int | str | None = None,
+        cpu_time_limit: timedelta | float | str | None = None,
         depends_on_past: bool = False,
         trigger_rule: str = "all_success",
         priority_weight: int = 1,
@@ -232,6 +235,12 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
         self.execution_timeout = _seconds(execution_timeout, "execution_timeout", where)
         if self.execution_timeout is not None and self.execution_timeout <= 0:
             raise DagDefinitionError(f"{where}: execution_timeout must be positive")
+        try:
+            self.memory_limit = None if memory_limit is None else parse_size(memory_limit, f"{where}: memory_limit")
+            self.cpu_time_limit = (None if cpu_time_limit is None
+                                   else parse_duration(cpu_time_limit, f"{where}: cpu_time_limit"))
+        except ValueError as exc:
+            raise DagDefinitionError(str(exc)) from None
         self.depends_on_past = bool(depends_on_past)
         rule = trigger_rule.value if isinstance(trigger_rule, TriggerRule) else trigger_rule
         if rule not in TRIGGER_RULES:
