@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any, ClassVar
 
@@ -28,6 +29,10 @@ class FlowTUI(App):
     def __init__(self, client: FlowClient) -> None:
         super().__init__()
         self.client = client
+        # Every animated frame is bytes over the operator's ssh link; snap instead (TEXTUAL_ANIMATIONS
+        # can turn them back on).
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            self.animation_level = "none"
         self.utc = False  # every screen formats times through flow.tui.timefmt with this flag
         self.sub_title = f"connecting to {client.path}…"
 

@@ -320,8 +320,13 @@ def test_task_detail_shows_every_try_the_template_and_resources_only_where_recor
         assert all(str(table.get_cell(k, "pid")).isdigit() for k in ("1", "2"))
         definition = str(detail.query_one("#ti-definition").render())
         assert "BashOperator" in definition and "template" in definition and "ti.try_number" in definition
-        assert "resources: not recorded" in str(detail.query_one("#ti-resources").render())
-        assert not detail.query_one("#cpu-spark").display
+        with Client.connect(flowd.socket_path) as client:
+            got = client.call("runs.get", dag_id="example_pipeline", run_id=run_id)
+        recorded = next(ti for ti in got["task_instances"] if ti["task_id"] == "flaky_fetch")["tries"][-1]["resources"]
+        await until(pilot, lambda: "try 2 resources:" in str(detail.query_one("#ti-resources").render()),
+                    "the figures flowd recorded for try 2")
+        figures = str(detail.query_one("#ti-resources").render())
+        assert f"peak rss {recorded['peak_rss'] / 1048576:.1f} MiB" in figures
         detail._show_resources({"try_number": 2, "resources": {
             "cpu_user": 1.5, "cpu_system": 0.25, "peak_rss": 50 * 1024 * 1024, "avg_cpu_percent": 40,
             "peak_cpu_percent": 95, "read_bytes": 2048, "write_bytes": 0, "wall": 3.2, "max_procs": 2,

@@ -8,14 +8,15 @@ events for one DAG therefore costs one request, and the reader task never waits 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from flow.tui import timefmt
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.widgets.dag_table import DagTable
@@ -57,6 +58,7 @@ class DagListScreen(ActionsMixin, Screen):
         self._dirty: set[str] = set()
         self._full = False
         self._wake = asyncio.Event()
+        self._filter_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,7 +73,7 @@ class DagListScreen(ActionsMixin, Screen):
         self.query_one("#filter").display = False
         self.query_one(DagTable).focus()
         self.run_worker(self._refresher(), name="dag-list-refresher", group="dag-list", exit_on_error=False)
-        self.set_interval(30, self._render_rows, name="relative-times")
+        self.set_interval(30, lambda: self._render_rows(refresh=True), name="relative-times")
         client = self.flow_app.client
         client.listeners.append(self)
         if client.connected:
@@ -139,8 +141,8 @@ class DagListScreen(ActionsMixin, Screen):
         return [d for _, d in sorted(self.dags.items())
                 if matches(d, self.needle) and (self.only is None or last_state(d) == self.only)]
 
-    def _render_rows(self) -> None:
-        self.query_one(DagTable).show(self.visible(), datetime.now(UTC))
+    def _render_rows(self, refresh: bool = False) -> None:
+        self.query_one(DagTable).show(self.visible(), timefmt.now(), refresh=refresh)
         notes = []
         if self.needle:
             notes.append(f"filter: {self.needle!r}")
@@ -208,8 +210,11 @@ class DagListScreen(ActionsMixin, Screen):
         self._render_rows()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        """Typing (or pasting) several characters re-filters once, after a 60 ms pause."""
         self.needle = event.value
-        self._render_rows()
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.06, self._render_rows, name="filter")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if not event.value:
