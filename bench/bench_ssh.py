@@ -6,8 +6,13 @@ warm     N sequential remote `true` tries on a warm connection (submit -> on_fin
          OpenSSH connection each time). flow's overhead is the first minus the second.
 parallel 50 remote `true` tries submitted at once on one host (max_sessions 8), against
          `xargs -P8` running 50 `ssh host true`.
+sampling N remote tries running at once on one host (each `sleep` under a bash, as a real
+         task), sampled T times by the SSH executor's resource sampler (one command per host per
+         tick). Reported per tick: wall time (spent in a worker thread, never on the loop), and
+         flowd's CPU for it: the process's CPU time (paramiko's transport thread included) over
+         the ticks, less what the same process spends in as long a time without sampling.
 
-    .venv/bin/python bench/bench_ssh.py [--warm 30] [--parallel 50]
+    .venv/bin/python bench/bench_ssh.py [--warm 30] [--parallel 50] [--sample 1,10,50] [--ticks 20]
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from flow.executors.ssh import SSHExecutor  # noqa: E402
 from tests.ssh.conftest import Collector, make_spec, make_sshd, write_connections  # noqa: E402
+
+DEFAULT_INTERVAL = 2.0
 
 
 def ms(values: list[float]) -> str:
@@ -87,6 +94,44 @@ async def parallel(conf: Path, root: Path, n: int) -> float:
         await ex.stop()
 
 
+async def sampling(conf: Path, root: Path, n: int, ticks: int) -> tuple[list[float], float, int, list[float]]:
+    """(wall of each tick, net flowd CPU seconds per tick, processes seen per tick, wall of a bare
+    `true` session on the same connection: the login shell's share of a tick)."""
+    ex = SSHExecutor(str(conf))
+    c = Collector()
+    await ex.start(c.on_started, c.on_finished)
+    specs = [make_spec(root, "sleep 600 & wait", do_xcom_push=False) for _ in range(n)]
+    try:
+        for s in specs:
+            ex.submit(s)
+        for s in specs:
+            await c.wait_started(s.ref, timeout=120)
+        items = ex.sample_plan([s.ref for s in specs])
+        await asyncio.to_thread(ex.sample, items)  # warm: the first tick pays for nothing extra, but be fair
+        walls, seen = [], 0
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(ticks):
+            t = time.perf_counter()
+            trees, skipped = await asyncio.to_thread(ex.sample, items)
+            walls.append(time.perf_counter() - t)
+            if skipped:
+                raise SystemExit(f"a sample was skipped on {skipped}: raise max_sessions")
+            seen = sum(tree.procs for tree in trees.values())
+        cpu, span = time.process_time() - cpu0, time.perf_counter() - t0
+        idle0 = time.process_time()
+        await asyncio.sleep(span)
+        idle = time.process_time() - idle0
+        conn = ex.pool.connection("local")
+        bare = []
+        for _ in range(min(ticks, 10)):
+            t = time.perf_counter()
+            await asyncio.to_thread(ex.pool.run_if_free, conn, "true", 30.0)
+            bare.append(time.perf_counter() - t)
+        return walls, max(0.0, cpu - idle) / ticks, seen, bare
+    finally:
+        await ex.stop(kill_running=True)
+
+
 def ssh_cmd(sshd, command: str) -> list[str]:  # noqa: ANN001
     return ["ssh", "-q", "-p", str(sshd.port), "-i", str(sshd.user_key), "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "127.0.0.1", command]
@@ -96,12 +141,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--warm", type=int, default=30)
     ap.add_argument("--parallel", type=int, default=50)
+    ap.add_argument("--sample", default="1,10,50", help="numbers of remote tries to sample, comma-separated")
+    ap.add_argument("--ticks", type=int, default=20)
     args = ap.parse_args()
+    sizes = [int(x) for x in args.sample.split(",") if x.strip()]
     with tempfile.TemporaryDirectory(prefix="flow-bench-ssh-") as tmp:
         root = Path(tmp)
-        sshd = make_sshd(root / "sshd")
+        sshd = make_sshd(root / "sshd", max_sessions=2 * max([*sizes, 8]) + 4)  # stop kills outside the cap
         sshd.start()
         try:
+            for n in sizes:
+                big = write_connections(root / "big.toml", sshd, max_sessions=n + 1)
+                walls, cpu, seen, bare = asyncio.run(sampling(big, root, n, args.ticks))
+                print(f"sampling {n} remote tries on one host ({seen} processes), {args.ticks} ticks: wall "
+                      f"{ms(walls)} per tick (a bare `true` session: {ms(bare)}); flowd CPU {cpu * 1000:.1f} ms per tick = "
+                      f"{cpu / DEFAULT_INTERVAL * 100:.2f}% of a core at the default 2 s interval")
             conf = write_connections(root / "connections.toml", sshd, max_sessions=8)
             flow_t, raw_t = asyncio.run(warm(conf, root, args.warm))
             by_hand = []

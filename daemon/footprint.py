@@ -92,4 +92,5 @@ def resource_status(engine: Engine) -> dict[str, Any]:
         "open_files": monitor.facade.self_figures()["open_files"],
         "sample_interval": float(engine.settings.sample_interval),
         "sampling_cpu_seconds": round(monitor.sampling_cpu, 3),
+        "remote_sampling": monitor.remote.as_json(),
     }

@@ -9,6 +9,9 @@ its parent's children_* times), where summing per-process cpu_percent() would mi
 When a try ends its totals are settled with the kernel's rusage of the leader (exact CPU seconds
 and max RSS even for a try shorter than one tick) and stored with a series of at most
 MAX_POINTS points for sparklines.
+
+Remote (SSH) tries are a second source feeding the same `apply()`: see resources_remote.py and
+docs/design.md 4b. This loop samples only the tries that run on this host.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from flow.units import format_bytes, format_seconds, parse_threshold
 
 from .footprint import Footprint
 from .proctable import HostSample, ProcFacade, ProcSample, tree_members
+from .resources_remote import RemoteSampling, remote_refs, run_remote
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -207,12 +211,24 @@ class ResourceMonitor:
         self.sampling_cpu = 0.0
         """CPU seconds the sampling thread has spent, for the benchmark and the status."""
         self.ticks = 0
+        self.remote = RemoteSampling()
         self.footprint = Footprint()
 
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self, engine: Engine) -> None:
-        """Sample, enforce limits and watch free memory until cancelled; an error costs one tick."""
+        """Sample, enforce limits and watch free memory until cancelled; an error costs one tick.
+
+        Remote tries are left to their own source (resources_remote.py), which runs beside this
+        loop: their pid is a session id on another host and means nothing in this host's table.
+        """
+        remote = asyncio.create_task(run_remote(self, engine), name="resources-remote")
+        try:
+            await self._run_local(engine)
+        finally:
+            remote.cancel()
+
+    async def _run_local(self, engine: Engine) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if self.footprint.due():
@@ -224,6 +240,8 @@ class ResourceMonitor:
             await asyncio.sleep(interval)
             try:
                 running = engine.running_tries()
+                elsewhere = remote_refs(engine, running)
+                running = [r for r in running if r[0] not in elsewhere]
                 trees = await loop.run_in_executor(None, self.collect, {r[0]: r[1] for r in running})
                 was = self._admission.holding
                 for ref, reason in self.apply(running, trees):

@@ -20,6 +20,7 @@ from typing import Any
 
 from .base import FinishedCallback, StartedCallback, TaskResult, TaskSpec
 from .ssh_pool import Pool
+from .ssh_sample import RemoteItem, RemoteTree, sample_tries
 from .ssh_try import AFTER_KILL_WAIT, RemoteTry
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,24 @@ class SSHExecutor:
 
     def running(self) -> int:
         return len(self._tries)
+
+    # -- resource figures (daemon/resources_remote.py drives these) -------------------------
+
+    def sample_plan(self, refs: list[str]) -> list[RemoteItem]:
+        """On the loop: what a sample of these tries needs, read while no try thread can end them.
+
+        A try is sampled once the wrapper reported its session; before that it has nothing to show.
+        """
+        out = []
+        for ref in refs:
+            t = self._tries.get(ref)
+            if t is not None and t.conn is not None and t.pgid is not None:
+                out.append((ref, t.conn, t.tag, t.pgid))
+        return out
+
+    def sample(self, items: list[RemoteItem]) -> tuple[dict[str, RemoteTree], list[str]]:
+        """Blocking, for a worker thread: the figures of these tries, one command per host."""
+        return sample_tries(self.pool, items)
 
     async def stop(self, *, kill_running: bool = False) -> None:
         """Kill every remote try (see the module docstring) and wait for their records."""

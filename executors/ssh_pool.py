@@ -274,27 +274,28 @@ class Pool:
 
     def run(self, conn: Connection, command: str, timeout: float) -> tuple[int, str]:
         """A short control command (a kill, a probe) outside the session limit: (status, output)."""
-        chan = self.open_channel(conn)
+        return _collect(self.open_channel(conn), command, timeout)
+
+    def run_if_free(self, conn: Connection, command: str, timeout: float) -> tuple[int, str] | None:
+        """A command within the session limit, or None when that would cost a task anything.
+
+        For the resource sampler: it runs only on a connection that is already up (never waiting on
+        a reconnect to a host that went away) and only when a session slot is free this instant, so
+        it never takes a session a try is waiting for; the caller skips that tick instead.
+        """
+        with self._lock:
+            link = self._links.get(conn.name)
+        if link is None or link.conn != conn:
+            return None
+        transport = link.transport
+        if transport is None or not transport.is_active() or not link.slots.acquire(blocking=False):
+            return None
         try:
-            chan.settimeout(timeout)
-            chan.set_combine_stderr(True)
-            chan.exec_command(command)
-            out = bytearray()
-            deadline = time.monotonic() + timeout
-            while not chan.closed or chan.recv_ready():
-                try:
-                    data = chan.recv(65536)
-                except TimeoutError:
-                    break
-                if not data:
-                    break
-                out += data
-                if time.monotonic() > deadline:
-                    break
-            status = chan.recv_exit_status() if chan.status_event.wait(max(0.0, deadline - time.monotonic())) else -1
-            return status, out.decode("utf-8", errors="replace")
+            return _collect(transport.open_session(timeout=timeout), command, timeout)
+        except (paramiko.SSHException, EOFError, OSError):
+            return None
         finally:
-            chan.close()
+            link.slots.release()
 
     def close(self) -> None:
         with self._lock:
@@ -307,3 +308,27 @@ class Pool:
         if link.transport is not None:
             link.transport.close()
             link.transport = None
+
+
+def _collect(chan: paramiko.Channel, command: str, timeout: float) -> tuple[int, str]:
+    """Run `command` on a fresh channel and read all it prints within `timeout`: (status, output)."""
+    try:
+        chan.settimeout(timeout)
+        chan.set_combine_stderr(True)
+        chan.exec_command(command)
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        while not chan.closed or chan.recv_ready():
+            try:
+                data = chan.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                break
+            out += data
+            if time.monotonic() > deadline:
+                break
+        status = chan.recv_exit_status() if chan.status_event.wait(max(0.0, deadline - time.monotonic())) else -1
+        return status, out.decode("utf-8", errors="replace")
+    finally:
+        chan.close()
