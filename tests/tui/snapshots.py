@@ -55,11 +55,12 @@ def _wait_runs_done(client: Client, dag_id: str, count: int, timeout: float = 60
 
 
 def freeze_history(db_url: str) -> None:
-    """Give every run, task instance and try fixed times, host and pid, derived from its logical date."""
+    """Give every run, task instance and try fixed times, host, pid and figures, from its logical date."""
     engine = sa.create_engine(db_url)
     meta = sa.MetaData()
     meta.reflect(engine)
     runs, tis, tries = meta.tables["dag_run"], meta.tables["task_instance"], meta.tables["task_try"]
+    figures = meta.tables["try_resources"]
     with engine.begin() as conn:
         for run in conn.execute(sa.select(runs)).mappings():
             start = run["logical_date"].replace(tzinfo=UTC) + timedelta(hours=1)
@@ -77,6 +78,9 @@ def freeze_history(db_url: str) -> None:
                                                   tries.c.task_id == ti["task_id"]).values(
                     start_date=t0, end_date=t0 + timedelta(seconds=2), duration=2.0, hostname="flowhost",
                     pid=4242))
+                conn.execute(figures.update().where(figures.c.dag_run_id == run["id"],
+                                                    figures.c.task_id == ti["task_id"]).values(
+                    peak_rss=(4 + i) * 1048576, wall=2.0, cpu_user=0.01, cpu_system=0.01, series=None))
     engine.dispose()
 
 

@@ -19,9 +19,11 @@ from flow.states import GLYPHS
 from flow.tui import timefmt
 from flow.tui.timefmt import clock, relative
 from flow.tui.timefmt import parse as _parse
+from flow.tui.widgets.heat import compact_bytes
 
 COLUMNS = (("paused", "Paused"), ("dag_id", "DAG"), ("tags", "Tags"), ("owner", "Owner"),
-           ("schedule", "Schedule"), ("last_run", "Last run"), ("next_run", "Next run"), ("recent", "Recent tasks"))
+           ("schedule", "Schedule"), ("last_run", "Last run"), ("peak", "Peak mem"), ("next_run", "Next run"),
+           ("recent", "Recent tasks"))
 
 STATE_STYLES = {
     "success": "green", "failed": "red", "running": "cyan", "queued": "grey62", "scheduled": "grey62",
@@ -72,6 +74,7 @@ def row_cells(dag: Mapping[str, Any], now: datetime) -> dict[str, str | Text]:
         "owner": str(dag.get("owner") or ""),
         "schedule": str(dag.get("schedule_text") or dag.get("schedule") or "manual only"),
         "last_run": last_run_text(dag.get("last_run"), now),
+        "peak": Text(compact_bytes(dag.get("last_run_peak_rss")), justify="right"),
         "next_run": next_run_text(dag.get("next_run")),
         "recent": recent_text(dag.get("recent")),
     }
