@@ -59,7 +59,7 @@ def recent_text(counts: Mapping[str, int] | None) -> Text:
     return text
 
 
-def row_cells(dag: Mapping[str, Any], now: datetime) -> dict[str, str | Text]:
+def row_cells(dag: Mapping[str, Any], now: datetime, utc: bool = False) -> dict[str, str | Text]:
     """The text of each column for one DAG summary (docs/protocol.md)."""
     paused = Text("⏸ paused", style="yellow") if dag.get("is_paused") else Text("● active", style="green")
     if not dag.get("is_active", True):
@@ -71,7 +71,7 @@ def row_cells(dag: Mapping[str, Any], now: datetime) -> dict[str, str | Text]:
         "owner": str(dag.get("owner") or ""),
         "schedule": str(dag.get("schedule_text") or dag.get("schedule") or "manual only"),
         "last_run": last_run_text(dag.get("last_run"), now),
-        "next_run": next_run_text(dag.get("next_run")),
+        "next_run": next_run_text(dag.get("next_run"), utc=utc),
         "recent": recent_text(dag.get("recent")),
     }
 
@@ -82,8 +82,15 @@ class DagTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
+        self._shown: list[Mapping[str, Any]] = []
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+        if hasattr(self.app, "utc"):
+            self.watch(self.app, "utc", lambda _: self.show(self._shown), init=False)
+
+    @property
+    def utc(self) -> bool:
+        return bool(getattr(self.app, "utc", False))
 
     @property
     def dag_ids(self) -> list[str]:
@@ -99,7 +106,7 @@ class DagTable(DataTable):
     def show(self, dags: Iterable[Mapping[str, Any]], now: datetime | None = None) -> None:
         """Make the rows exactly `dags`, in order, keeping the cursor on the same DAG."""
         now = now or datetime.now(UTC)
-        wanted = list(dags)
+        wanted = self._shown = list(dags)
         ids = [str(d["dag_id"]) for d in wanted]
         if ids == self.dag_ids:
             for dag in wanted:
@@ -108,7 +115,7 @@ class DagTable(DataTable):
         keep = self.selected_dag
         self.clear()
         for dag in wanted:
-            cells = row_cells(dag, now)
+            cells = row_cells(dag, now, self.utc)
             self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(dag["dag_id"]))
         if keep in ids:
             self.move_cursor(row=ids.index(keep))
@@ -120,7 +127,7 @@ class DagTable(DataTable):
             self.get_row_index(key)
         except RowDoesNotExist:
             return False
-        for column, value in row_cells(dag, now or datetime.now(UTC)).items():
+        for column, value in row_cells(dag, now or datetime.now(UTC), self.utc).items():
             if str(self.get_cell(key, column)) != str(value):
                 self.update_cell(key, column, value, update_width=True)
         return True
