@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# `make demo`: flowd (user mode) on the example DAGs in the background, then `flow status` and two
-# triggered runs followed to the end. State, logs, socket and flowd's own log live in ./demo-home;
-# `make demo-stop` stops flowd (its tasks finish first). Until the console lands, that is the tour.
+# `make demo`: flowd (user mode) on the example DAGs in the background, `flow status`, one triggered
+# run followed to the end, another triggered, then the console (flowtui) on them when this is a
+# terminal. State, logs, socket and flowd's own log live in ./demo-home; `make demo-stop` stops flowd.
 DEMO := $(CURDIR)/demo-home
 DEMO_ENV := FLOW_DAGS_FOLDER=$(CURDIR)/dags FLOW_DB_URL=sqlite:///$(DEMO)/flow.db \
 	FLOW_LOG_FOLDER=$(DEMO)/logs FLOW_SOCKET=$(DEMO)/flowd.sock
@@ -28,13 +28,12 @@ demo: $(STAMP)
 	  $(DEMO_ENV) nohup $(BIN)/flowd --user > $(DEMO)/flowd.log 2>&1 & echo $$! > $(DEMO)/flowd.pid; \
 	  for i in $$(seq 100); do $(DEMO_ENV) $(BIN)/flow status >/dev/null 2>&1 && break; sleep 0.1; done; fi
 	@echo; echo "== flow status" && $(DEMO_ENV) $(BIN)/flow status
-	@echo; echo "== flow dags list" && $(DEMO_ENV) $(BIN)/flow dags list
 	@echo; echo "== flow dags trigger example_xcom --follow" && $(DEMO_ENV) $(BIN)/flow dags trigger example_xcom --follow
-	@echo; echo "== flow dags trigger example_pipeline --follow" && \
-	  $(DEMO_ENV) $(BIN)/flow dags trigger example_pipeline --follow
-	@echo; echo "flowd keeps running and scheduling (example_branch fires every minute)."
-	@echo "Try: $(DEMO_ENV) $(BIN)/flow runs list example_branch"
-	@echo "Stop it with: make demo-stop"
+	@echo; echo "== flow dags trigger example_pipeline" && $(DEMO_ENV) $(BIN)/flow dags trigger example_pipeline
+	@echo; echo "flowd keeps running and scheduling (example_branch fires every minute). Stop it with: make demo-stop"
+	@if [ -t 0 ] && [ -t 1 ]; then echo "== flowtui (q quits, ? shows the keys)"; sleep 1; \
+	  $(DEMO_ENV) $(BIN)/flowtui; \
+	else echo "Open the console with: $(DEMO_ENV) $(BIN)/flowtui"; fi
 
 demo-stop:
 	@if [ -f $(DEMO)/flowd.pid ]; then kill $$(cat $(DEMO)/flowd.pid) 2>/dev/null && echo "flowd stopped"; \
@@ -43,7 +42,10 @@ demo-stop:
 lint: $(STAMP)
 	$(BIN)/ruff check flow daemon executors tui tests bench dags
 
+# The SSH tests need Debian's openssh-server (a real sshd on 127.0.0.1); installed here when missing and root.
 test: $(STAMP) lint
+	@[ -x /usr/sbin/sshd ] || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server)
 	$(BIN)/python -m pytest -q -x --durations=10
 
 bench: $(STAMP)

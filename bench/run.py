@@ -4,6 +4,8 @@ chain   50 BashOperator `true` tasks in a line: gap from one task's end to the n
         (runner timestamps), and total time against the same 50 commands in a shell loop.
 fanout  1 -> N `true` -> 1 with parallelism 16: total time against `xargs -P16` running N commands.
 python  50 PythonOperator no-op tasks in a line: the same gap.
+resources  flowd's CPU for sampling 100 running tries, and bytes stored per try (bench_resources.py).
+ssh     bench_ssh.py: remote `true` tries on a private sshd (skipped, with a note, without openssh-server).
 
 Each scenario runs through the real engine with the real local executor and SQLite, exactly as
 `flow dags test` does (a fresh database and log folder in a temporary directory).
@@ -117,6 +119,15 @@ def main() -> None:
     g = gaps(tries)
     print(f"python {args.python} python tasks: gap median {statistics.median(g):.2f} ms, p95 {pct(g, 95):.2f} ms; "
           f"total {total:.3f} s")
+    sys.stdout.flush()
+    if Path("/usr/sbin/sshd").exists():
+        subprocess.run([sys.executable, str(Path(__file__).with_name("bench_ssh.py"))], check=False)
+    else:
+        print("ssh    skipped: /usr/sbin/sshd is missing (apt-get install openssh-server)")
+
+    from bench_resources import report  # bench/ is sys.path[0] when this file is run
+
+    report(tasks=100, ticks=10)
     sys.stdout.flush()
 
 

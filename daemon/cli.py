@@ -29,10 +29,21 @@ class Fail(click.ClickException):
 
 
 class Ctx:
-    def __init__(self, flags: dict[str, Any]):
+    def __init__(self, flags: dict[str, Any], *, utc: bool = False):
         self.flags = flags
+        self.utc = utc
         self._settings: Settings | None = None
         self._engine: Any = None
+
+    @property
+    def display_zone(self) -> str:
+        """Where times are shown: UTC with --utc or FLOW_UTC=1, else default_timezone (the host's zone)."""
+        if self.utc:
+            return "UTC"
+        try:
+            return self.settings.default_timezone or "UTC"
+        except Fail:
+            return "UTC"
 
     @property
     def settings(self) -> Settings:
@@ -53,13 +64,13 @@ class Ctx:
 
     def engine(self, *, parse: bool = True, listener: Any = None) -> Any:
         """An engine on the configured database, its DAGs refreshed from the folder."""
-        from flow.executors.base import get_executor
+        from flow.executors.base import build_executor
 
         from .engine import Engine
         from .watch import FolderWatcher
 
-        engine = Engine(self.store(), get_executor(self.settings.executor), self.settings, schedule=False,
-                        listener=listener)
+        executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
+        engine = Engine(self.store(), executor, self.settings, schedule=False, listener=listener)
         engine.load(run_keys=set())
         if parse:
             try:
@@ -115,13 +126,15 @@ def print_table(rows: list[list[Any]], header: list[str]) -> None:
 @click.option("--db", "db_url", help="Database URL or SQLite path (default: $FLOW_DB_URL or the user data dir).")
 @click.option("--log-folder", help="Task log folder (default: $FLOW_LOG_FOLDER or the user data dir).")
 @click.option("--socket", "socket_path", help="flowd's socket (default: $FLOW_SOCKET or the user runtime dir).")
+@click.option("--utc", is_flag=True, envvar="FLOW_UTC",
+              help="Show times in UTC (also FLOW_UTC=1); by default they are in default_timezone, with the zone.")
 @click.version_option(package_name="flowtui", prog_name="flow")
 @click.pass_context
 def cli(ctx: click.Context, dags_folder: str | None, db_url: str | None, log_folder: str | None,
-        socket_path: str | None) -> None:
+        socket_path: str | None, utc: bool) -> None:
     """flow: DAGs of tasks on a schedule, with retries, history and logs."""
     ctx.obj = Ctx({"dags_folder": dags_folder, "db_url": db_url, "log_folder": log_folder,
-                   "socket_path": socket_path})
+                   "socket_path": socket_path}, utc=utc)
 
 
 @cli.group()
@@ -265,7 +278,20 @@ def dags_next_runs(obj: Ctx, dag_id: str, count: int, as_json: bool) -> None:
                   i.logical_date.strftime("%Y-%m-%d %H:%M:%S UTC")] for i in infos], ["LOCAL", "UTC"])
 
 
+def show_time(dt: datetime, zone: str) -> str:
+    """'2026-03-01 18:00:03 KST': a stored UTC instant on the reader's clock, always with its zone."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        tz = ZoneInfo(zone or "UTC")
+    except Exception:
+        tz = ZoneInfo("UTC")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 def main() -> None:
-    from . import cli_remote, cli_run  # noqa: F401  (register the commands that run tasks / talk to flowd)
+    from . import cli_connections, cli_ops, cli_remote, cli_resources, cli_run  # noqa: F401  (they register their commands)
 
     cli(prog_name="flow")

@@ -17,7 +17,19 @@ import click
 
 from flow.states import GLYPHS
 
-from .cli import EXIT_FAILED, Ctx, Fail, cli, dags, emit_json, parse_date, parse_json_option, print_table
+from .cli import (
+    EXIT_FAILED,
+    Ctx,
+    Fail,
+    cli,
+    dags,
+    emit_json,
+    parse_date,
+    parse_json_option,
+    print_table,
+    show_time,
+)
+from .cli_ops import ops_status_rows
 from .cli_run import tasks
 from .client import Client, ClientError
 from .follow import RunFollower, follow_log, read_log
@@ -44,16 +56,17 @@ def remote(obj: Ctx, *, timeout: float = 10.0) -> Iterator[Client]:
 
 
 def when(value: str | None) -> str:
-    """An ISO time from flowd as a short UTC time for tables."""
+    """An ISO time from flowd (UTC) on the reader's clock, with the zone: default_timezone, or UTC
+    with --utc / FLOW_UTC=1."""
     if not value:
         return "-"
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
         return value
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%d %H:%M:%S")
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Ctx) if ctx is not None else None
+    return show_time(dt if dt.tzinfo else dt.replace(tzinfo=UTC), obj.display_zone if obj else "UTC")
 
 
 def duration(seconds: float | None) -> str:
@@ -89,7 +102,7 @@ def status(obj: Ctx, as_json: bool) -> None:
     lag = st.get("loop_lag_ms")
     rows = [
         ("flowd", f"{st.get('version', '?')}, pid {st.get('pid', '?')}, up {duration(st.get('uptime'))} "
-                  f"(since {when(st.get('started_at'))} UTC)"),
+                  f"(since {when(st.get('started_at'))})"),
         ("resources", f"{_mib(st.get('rss'))} RSS, CPU {st.get('cpu_percent', 0):.1f}%, loop lag "
                       + (f"{lag:.1f} ms" if isinstance(lag, int | float) else "-")),
         ("tasks", f"{st.get('running', 0)} running, {st.get('free_slots', '?')} free slots "
@@ -99,6 +112,10 @@ def status(obj: Ctx, as_json: bool) -> None:
         ("database", st.get("db", "-")),
         ("socket", st.get("socket", "-")),
     ]
+    rows += ops_status_rows(st)
+    from .cli_resources import resource_rows
+
+    rows[2:2] = resource_rows(st)
     for name, value in rows:
         click.echo(f"{name:<11}{value}")
 
@@ -199,7 +216,7 @@ def runs_list(obj: Ctx, dag_id: str, limit: int, as_json: bool) -> None:
         return
     print_table([[r.get("run_id"), r.get("run_type"), state_cell(r.get("state")), when(r.get("logical_date")),
                   when(r.get("start_date")), when(r.get("end_date"))] for r in found],
-                ["RUN ID", "TYPE", "STATE", "LOGICAL DATE (UTC)", "STARTED", "ENDED"])
+                ["RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED", "ENDED"])
 
 
 @runs.command("show")
@@ -216,7 +233,7 @@ def runs_show(obj: Ctx, dag_id: str, run_id: str, as_json: bool) -> None:
         return
     run = got.get("run") or {}
     click.echo(f"run {run.get('run_id', run_id)} of {dag_id}: {state_cell(run.get('state'))}, "
-               f"logical date {when(run.get('logical_date'))} UTC, {run.get('run_type', '?')}")
+               f"logical date {when(run.get('logical_date'))}, {run.get('run_type', '?')}")
     if run.get("conf"):
         click.echo(f"conf {json.dumps(run['conf'])}")
     rows = []
@@ -231,7 +248,7 @@ def runs_show(obj: Ctx, dag_id: str, run_id: str, as_json: bool) -> None:
                          "" if t.get("exit_code") is None else t["exit_code"], t.get("hostname") or "",
                          t.get("pid") or "", _short(t.get("error"))])
     click.echo("")
-    print_table(rows, ["TASK", "TRY", "STATE", "STARTED (UTC)", "ENDED", "DURATION", "EXIT", "HOST", "PID", "ERROR"])
+    print_table(rows, ["TASK", "TRY", "STATE", "STARTED", "ENDED", "DURATION", "EXIT", "HOST", "PID", "ERROR"])
 
 
 def _short(text: str | None, width: int = 60) -> str:
@@ -380,4 +397,4 @@ def audit(obj: Ctx, limit: int, dag_id: str | None, as_json: bool) -> None:
     print_table([[when(e.get("time")), f"{e.get('user') or '?'} ({e.get('uid')})", e.get("action"),
                   e.get("dag_id") or "", e.get("run_id") or "", e.get("task_id") or "",
                   _short(json.dumps(e["params"], default=str) if e.get("params") else "", 50)] for e in entries],
-                ["TIME (UTC)", "USER", "ACTION", "DAG", "RUN", "TASK", "DETAILS"])
+                ["TIME", "USER", "ACTION", "DAG", "RUN", "TASK", "DETAILS"])

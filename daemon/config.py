@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flow.units import parse_threshold
+
 
 class ConfigError(ValueError):
     """A setting has a value flow cannot use; the message names the setting and its source."""
@@ -72,7 +74,19 @@ class Settings:
     viewer_group: str = "flow-view"
     stop_mode: str = "adopt"
     log_level: str = "info"
+    log_retention_days: int = 30
+    callback_timeout: float = 300.0
+    max_log_bytes_per_try: int = 100 * 1024 * 1024
+    sample_interval: float = 2.0
+    """Seconds between two samples of every running task's process tree (CPU, memory, I/O)."""
+    min_free_memory: str = ""
+    """Admission control: start no new task while the host's available memory is below this
+    ("10%" of the total, or a size such as "2GiB"); empty turns it off."""
+    connections_file: str = ""
+    """SSH connections (connections.toml); by default beside the configuration file."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    notifiers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """[notifiers.NAME] tables, validated (daemon/notifyconf.py); never printed with their secrets."""
 
     ENV = {
         "dags_folder": "FLOW_DAGS_FOLDER",
@@ -89,13 +103,21 @@ class Settings:
         "viewer_group": "FLOW_VIEWER_GROUP",
         "stop_mode": "FLOW_STOP_MODE",
         "log_level": "FLOW_LOG_LEVEL",
+        "log_retention_days": "FLOW_LOG_RETENTION_DAYS",
+        "callback_timeout": "FLOW_CALLBACK_TIMEOUT",
+        "max_log_bytes_per_try": "FLOW_MAX_LOG_BYTES_PER_TRY",
+        "sample_interval": "FLOW_SAMPLE_INTERVAL",
+        "min_free_memory": "FLOW_MIN_FREE_MEMORY",
+        "connections_file": "FLOW_CONNECTIONS",
     }
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("sources", "notifiers")}
 
 
 MODES = ("user", "system")
+ZERO_MEANS_OFF = ("log_retention_days", "max_log_bytes_per_try")
+"""Integer settings where 0 turns the limit off (keep logs forever, never cut a try's log)."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SYSTEM_CONFIG_DIR = "/etc/flowd"
 SYSTEM_STATE_DIR = "/var/lib/flowd"
@@ -153,8 +175,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
         if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
             value = int(value)
-            if value < 1:
+            if name in ZERO_MEANS_OFF:
+                if value < 0:
+                    raise ValueError("must be 0 (no limit) or more")
+            elif value < 1:
                 raise ValueError("must be at least 1")
         elif kind == "float":
             value = float(value)
@@ -197,14 +224,19 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     for key, val in _defaults(mode).items():
         values[key], sources[key] = val, "default"
     for f in fields(Settings):
-        if f.name not in values and f.name != "sources":
+        if f.name not in values and f.name not in ("sources", "notifiers"):
             sources[f.name] = "default"
     path = config_file or config_file_path(mode)
+    notifiers: dict[str, Any] = {}
+    values["connections_file"], sources["connections_file"] = str(path.parent / "connections.toml"), "default"
     if path.is_file():
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+        from .notifyconf import parse_notifiers
+
+        notifiers = parse_notifiers(data.pop("notifiers", {}), str(path))
         table = data.get("flowd")
         section = {k: v for k, v in data.items() if not isinstance(v, dict)}
         section.update(table if isinstance(table, dict) else {})
@@ -222,6 +254,7 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     settings.dags_folder = str(Path(settings.dags_folder).expanduser().absolute())
     settings.log_folder = str(Path(settings.log_folder).expanduser().absolute())
     settings.socket_path = str(Path(settings.socket_path).expanduser().absolute())
+    settings.connections_file = str(Path(settings.connections_file).expanduser().absolute())
     if settings.stop_mode not in ("adopt", "kill"):
         raise ConfigError(f"setting stop_mode = {settings.stop_mode!r} from {sources['stop_mode']}: "
                           "expected 'adopt' (running tasks carry on and are adopted) or 'kill'")
@@ -229,8 +262,17 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     if settings.log_level not in LOG_LEVELS:
         raise ConfigError(f"setting log_level = {settings.log_level!r} from {sources['log_level']}: "
                           f"expected one of {', '.join(LOG_LEVELS)}")
+    settings.min_free_memory = settings.min_free_memory.strip()
+    if settings.min_free_memory:
+        try:
+            parse_threshold(settings.min_free_memory, "min_free_memory")
+        except ValueError:
+            raise ConfigError(f"setting min_free_memory = {settings.min_free_memory!r} from "
+                              f"{sources['min_free_memory']}: expected a share of the host's memory such as "
+                              "'10%' or a size such as '2GiB'") from None
     settings.db_url = normalize_db_url(settings.db_url)
     settings.sources = sources
+    settings.notifiers = notifiers
     return settings
 
 
@@ -267,4 +309,8 @@ def render_settings(settings: Settings, *, mode: str, config_file: Path) -> str:
         rows.append((f"{name} = {shown}", settings.sources.get(name, "default")))
     width = max(len(r[0]) for r in rows)
     lines += [f"{text.ljust(width)}  # {source}" for text, source in rows]
+    if settings.notifiers:
+        from .notifyconf import render_notifiers
+
+        lines += ["", *render_notifiers(settings.notifiers, str(config_file))]
     return "\n".join(lines) + "\n"

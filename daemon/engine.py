@@ -26,6 +26,7 @@ from . import faults
 from .loop import LoopMixin
 from .ops import Operations
 from .recovery import Orphan, settle_orphans
+from .resources import ResourceMonitor
 from .results import ResultsMixin
 from .specs import CALLBACK_FOR_STATE, build_spec, callback_spec, run_id_for
 from .store import Store
@@ -105,6 +106,12 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         """Tries committed as QUEUED by an earlier flowd that never reached a runner."""
         self.callbacks: list[TaskSpec] = []
         self.callbacks_inflight: set[str] = set()
+        self.notifications: Any = None
+        """flowd's Notifications (alerts by e-mail and webhook); None in foreground commands."""
+        self.alerts: list[dict[str, Any]] = []
+        self.housekeeping: Any = None
+        """flowd's log retention sweep and storage figures (daemon/housekeeping.py)."""
+        self.monitor = ResourceMonitor(settings)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -268,6 +275,12 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         for spec in resubmit + submit + callbacks:
             self.executor.submit(spec)
         self.callbacks_inflight.update(c.ref for c in callbacks)
+        alerts, self.alerts = self.alerts, []
+        for alert in alerts:
+            try:
+                self.notifications.submit(alert)
+            except Exception:  # alerting must never stop scheduling
+                log.exception("could not hand an alert over for delivery: %s", alert.get("task_id"))
         return wake_at
 
     def _snapshot(self) -> Snapshot:
@@ -281,7 +294,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         paused = frozenset(d for d in self.paused if d in self.dags) - {
             self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs
         }
-        return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty))
+        return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty),
+                        hold=self.monitor.hold())
 
     def _uses_past(self, dag_id: str) -> bool:
         return dag_id in self.past_dags

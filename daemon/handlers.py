@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from flow.protocol import ProtocolError
 
 from .handlers_logs import logs_follow, logs_read
+from .handlers_ops import db_clean, ops_status
+from .handlers_resources import last_run_peaks, run_resources, run_wait_reasons, status_resources, tasks_stats
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -91,10 +93,13 @@ def _recent(engine: Engine, last: dict[str, Any] | None) -> dict[str, int]:
     return dict(Counter(ti["state"] for ti in engine.store.task_instances(last["id"])))
 
 
-def dag_summary(engine: Engine, row: dict[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
+def dag_summary(engine: Engine, row: dict[str, Any], last: dict[str, Any] | None,
+                peaks: dict[str, int] | None = None) -> dict[str, Any]:
     ser = row["serialized"]
     dag_id = row["dag_id"]
     next_run = engine.next_dagrun.get(dag_id, row.get("next_dagrun")) if dag_id in engine.dags else None
+    if peaks is None:
+        peaks = last_run_peaks(engine, {dag_id: last} if last else {})
     return {
         "dag_id": dag_id,
         "is_paused": dag_id in engine.paused if dag_id in engine.dags else bool(row["is_paused"]),
@@ -110,13 +115,15 @@ def dag_summary(engine: Engine, row: dict[str, Any], last: dict[str, Any] | None
         "last_run": None if last is None else pick(last, ("run_id", "state", "logical_date", "start_date",
                                                           "end_date")),
         "recent": _recent(engine, last),
+        "last_run_peak_rss": peaks.get(dag_id),
     }
 
 
 def dags_list(call: Call, p: dict[str, Any]) -> dict[str, Any]:
     engine = call.engine
     latest = engine.store.latest_runs()
-    dags = [dag_summary(engine, row, latest.get(row["dag_id"])) for row in engine.store.dags()]
+    peaks = last_run_peaks(engine, latest)
+    dags = [dag_summary(engine, row, latest.get(row["dag_id"]), peaks) for row in engine.store.dags()]
     return {"dags": dags, "import_errors": len(engine.store.import_errors())}
 
 
@@ -163,9 +170,14 @@ def runs_get(call: Call, p: dict[str, Any]) -> dict[str, Any]:
     engine = call.engine
     run = require_run(engine, p["dag_id"], p["run_id"])
     tis = []
+    figures = run_resources(engine, run["id"])
+    waits = run_wait_reasons(engine, run["id"])
     for ti in engine.store.task_instances(run["id"]):
-        tries = engine.store.tries(run["id"], ti["task_id"]) if ti["try_number"] else []
-        tis.append(pick(ti, TI_FIELDS) | {"tries": [pick(t, TRY_FIELDS) for t in tries]})
+        tid = ti["task_id"]
+        tries = engine.store.tries(run["id"], tid) if ti["try_number"] else []
+        tis.append(pick(ti, TI_FIELDS) | {
+            "wait_reason": waits.get(tid),
+            "tries": [pick(t, TRY_FIELDS) | {"resources": figures.get((tid, t["try_number"]))} for t in tries]})
     return {"run": pick(run, RUN_FIELDS), "task_instances": tis}
 
 
@@ -191,7 +203,7 @@ def tasks_retry(call: Call, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def status(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-    return call.server.status()
+    return call.server.status() | status_resources(call) | ops_status(call.engine)
 
 
 def import_errors_list(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -221,9 +233,11 @@ HANDLERS: dict[str, Handler] = {
     "tasks.clear": tasks_clear,
     "tasks.mark": tasks_mark,
     "tasks.retry": tasks_retry,
+    "tasks.stats": tasks_stats,
     "logs.read": logs_read,
     "logs.follow": logs_follow,
     "import_errors.list": import_errors_list,
     "audit.list": audit_list,
+    "db.clean": db_clean,
     "subscribe": subscribe,
 }

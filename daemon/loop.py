@@ -33,6 +33,7 @@ class LoopMixin:
         await self.executor.start(self._on_started, self._on_finished)
         loop = asyncio.get_running_loop()
         next_periodic = loop.time()
+        sampler = asyncio.create_task(self.monitor.run(self), name="resources")
         try:
             while True:
                 if periodic is not None and loop.time() >= next_periodic:
@@ -55,6 +56,7 @@ class LoopMixin:
                 except TimeoutError:
                     pass
         finally:
+            sampler.cancel()
             await self.executor.stop(kill_running=kill_on_exit)
 
     def _due_now(self: Engine) -> bool:
@@ -65,6 +67,22 @@ class LoopMixin:
             n is not None and n <= now and d not in self.paused and d not in self.inactive
             for d, n in self.next_dagrun.items()
         )
+
+    def running_tries(self: Engine) -> list[tuple[str, int, int | None, float | None]]:
+        """(ref, pid, memory_limit, cpu_time_limit) of every try whose process has started."""
+        out = []
+        tasks: dict[str, dict[str, dict[str, Any]]] = {}
+        for ref, (run_key, task_id) in self.refs.items():
+            run = self.runs.get(run_key)
+            extra = run.extra.get(task_id) if run is not None else None
+            if run is None or extra is None or extra.ref != ref or not extra.pid:
+                continue
+            by_id = tasks.get(run.dag_id)
+            if by_id is None:
+                by_id = tasks[run.dag_id] = {t["task_id"]: t for t in self.dags.get(run.dag_id, {}).get("tasks", ())}
+            task = by_id.get(task_id, {})
+            out.append((ref, extra.pid, task.get("memory_limit"), task.get("cpu_time_limit")))
+        return out
 
     def running_count(self: Engine) -> int:
         return sum(1 for r in self.runs.values() for v in r.tis.values() if v.state in ACTIVE)

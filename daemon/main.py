@@ -29,7 +29,8 @@ from .systemd import Notifier, activated_socket, monotonic_usec, watchdog_interv
 log = logging.getLogger("flow.flowd")
 
 LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse_timeout", "kill_grace",
-                 "log_level")
+                 "log_level", "log_retention_days", "max_log_bytes_per_try", "callback_timeout",
+                 "sample_interval", "min_free_memory")
 """What a reload (SIGHUP) applies to the running daemon; everything else needs a restart."""
 STATUS_PERIOD = 2.0
 
@@ -156,7 +157,7 @@ class Daemon:
     # -- start -----------------------------------------------------------------------------
 
     def open_engine(self) -> None:
-        from flow.executors.base import get_executor
+        from flow.executors.base import build_executor
 
         from .engine import Engine
         from .store import Store, StoreError
@@ -166,10 +167,15 @@ class Daemon:
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
-            executor = get_executor(self.settings.executor)
+            executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
         except (KeyError, ValueError) as exc:
             raise StartupError(f"setting executor = {self.settings.executor!r}: {exc}") from None
+        from .housekeeping import Housekeeping
+        from .notify import Notifications
+
         self.engine = Engine(store, executor, self.settings, schedule=True)
+        self.engine.notifications = Notifications(self.settings, store)
+        self.engine.housekeeping = Housekeeping(self.engine, self.settings)
         self.engine.load()
 
     async def refresh(self) -> None:
@@ -178,6 +184,10 @@ class Daemon:
             await self.watcher.refresh()
         except Exception as exc:
             log.error("scanning the DAG folder %s failed: %s", self.settings.dags_folder, exc)
+        try:
+            self.engine.notifications.check_dags(self.engine.dags, self.engine.inactive)
+        except Exception:
+            log.exception("checking the notifiers DAGs name failed")
 
     async def rescan_all(self) -> None:
         """Parse every DAG file again, as a fresh start would (a new watcher re-reads everything)."""
@@ -218,6 +228,7 @@ class Daemon:
         log.info("flowd %s ready on %s (%s mode, pid %d): %s", _version(), self.settings.socket_path, self.mode,
                  os.getpid(), self._status)
         self._spawn(self._status_loop(), "status")
+        self._spawn(self.engine.housekeeping.run(), "housekeeping")
         if self._reload_again:
             self.request_reload()  # a SIGHUP that came during start-up
         kill = self.settings.stop_mode == "kill"
@@ -305,6 +316,8 @@ class Daemon:
             if not self.stopping.is_set():
                 self.notifier.notify("READY=1", f"STATUS={self._status}")
         log.info("reloaded: %s", self._status)
+        if not self.stopping.is_set():
+            self._spawn(self.engine.housekeeping.sweep(), "sweep")  # a changed retention applies now
 
     def apply_settings(self) -> None:
         try:
@@ -324,6 +337,9 @@ class Daemon:
             else:
                 log.warning("reload: %s changed to %r (from %s) but needs a restart to apply; still %r",
                             name, shown[1], new.sources[name], shown[0])
+        if new.notifiers != self.settings.notifiers:
+            self.settings.notifiers = new.notifiers
+            log.info("reload: notifiers now %s", ", ".join(n.describe() for n in new.notifiers.values()) or "none")
         logging.getLogger().setLevel(self.settings.log_level.upper())
 
     # -- stop ------------------------------------------------------------------------------
@@ -342,6 +358,8 @@ class Daemon:
             engine_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await engine_task
+        if self.engine is not None and self.engine.notifications is not None:
+            self.engine.notifications.close()
         with contextlib.suppress(Exception):
             self.engine.store.close()
         log.info("flowd stopped%s", f"; {running} task(s) left to the runner for the next flowd"

@@ -2,8 +2,8 @@
 
 Core rather than the ORM: the engine commits many small updates per loop iteration and reads
 rows as plain dicts, so an identity map and unit-of-work would cost time and buy nothing.
-The migration ``versions/0001_initial.py`` creates exactly these tables; a test compares the
-two, so change both together (and add a migration rather than editing 0001 once released).
+The migrations in ``versions/`` create exactly these tables; a test compares the two, so change
+both together (and add a migration rather than editing a released one).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 """The newest migration this code ships; checked with a plain query so an up-to-date open stays fast."""
 
 VERSION_TABLE = "alembic_version"
@@ -194,3 +194,29 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_time", "time", "id"),
     sa.Index("ix_audit_log_dag_id_time", "dag_id", "time", "id"),
 )
+
+try_resources = sa.Table(
+    "try_resources",
+    metadata,
+    sa.Column(
+        "dag_run_id",
+        sa.Integer,
+        sa.ForeignKey("dag_run.id", name="fk_try_resources_dag_run", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("task_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("try_number", sa.Integer, primary_key=True),
+    sa.Column("cpu_user", sa.Float, nullable=True),
+    sa.Column("cpu_system", sa.Float, nullable=True),
+    sa.Column("peak_rss", sa.BigInteger, nullable=True),
+    sa.Column("avg_cpu_percent", sa.Float, nullable=True),
+    sa.Column("peak_cpu_percent", sa.Float, nullable=True),
+    sa.Column("read_bytes", sa.BigInteger, nullable=True),
+    sa.Column("write_bytes", sa.BigInteger, nullable=True),
+    sa.Column("wall", sa.Float, nullable=True),
+    sa.Column("max_procs", sa.Integer, nullable=True),
+    sa.Column("max_threads", sa.Integer, nullable=True),
+    sa.Column("series", sa.JSON, nullable=True),
+)
+"""One row per finished try that ran a process: its totals and a downsampled CPU/RSS series.
+Apart from task_try so that the hot try updates stay narrow and the figures can be dropped alone."""

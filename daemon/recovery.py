@@ -9,6 +9,7 @@ an upgrade or a restart the record tells how a try ended. For a try still in fli
   under the old runner, so following the log works as for any try.
 - a log but no live process and no record: the old runner may be writing the record right
   now, so it gets a grace period, then is failed as lost.
+- a remote (SSH) try's log: an earlier flowd that crashed could not kill it; see recovery_remote.
 - no log at all: the try was committed but never handed to a runner (flowd stopped between
   the commit and the spawn), so the same try is handed to the new runner. Nothing runs twice.
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from flow.executors.base import TaskResult
 from flow.states import TaskState
 
+from .recovery_remote import RemoteOrphan, remote_marks
 from .specs import build_spec, log_path, status_path
 
 if TYPE_CHECKING:
@@ -118,6 +120,9 @@ def settle_orphans(engine: Engine, run: RunMem) -> None:
         if result is not None:
             result.ref = ref
             engine._events.append(("finished", result))
+        elif (remote := remote_marks(log_file)) is not None:
+            engine.orphans[ref] = RemoteOrphan(getattr(engine.settings, "connections_file", ""), remote[0], remote[1], log_file,
+                                               engine.settings.kill_grace)
         elif os.path.exists(log_file):
             pid = extra.pid or pid_from_log(log_file)
             engine.orphans[ref] = Orphan(status_path(log_file), pid)

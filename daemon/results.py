@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from flow.planner import branch_skips, on_try_finished, short_circuit_skips
 from flow.states import TaskState
 
-from .specs import CALLBACK_FOR_STATE
+from .alerts import alert_for
+from .specs import CALLBACK_FOR_STATE, log_path
 
 if TYPE_CHECKING:
     from flow.executors.base import TaskResult
@@ -44,6 +45,20 @@ class ResultsMixin:
         except RuntimeError:  # no loop: a foreground command; TERM is all it can do
             pass
 
+    def _queue_alert(self: Engine, run: Any, task_id: str, state: str, error: str | None, try_number: int,
+                     ended: datetime) -> None:
+        """E-mail and notifiers the task asks for; delivered after the commit, off the loop."""
+        if self.notifications is None:
+            return
+        task = next((t for t in self.dags[run.dag_id]["tasks"] if t["task_id"] == task_id), None)
+        if task is None:
+            return
+        alert = alert_for(run.dag_id, run.run_id, task, state, try_number=try_number,
+                          max_tries=run.extra[task_id].max_tries, error=error, ended=ended, hostname=self.hostname,
+                          log_path=log_path(self.settings.log_folder, run.dag_id, run.run_id, task_id, try_number))
+        if alert is not None:
+            self.alerts.append(alert)
+
     def _apply_started(self: Engine, tx: Any, ref: str, pid: int, now: datetime) -> None:
         loc = self.refs.get(ref)
         if loc is None or loc[0] not in self.runs:
@@ -53,6 +68,7 @@ class ResultsMixin:
         if extra.ref != ref or run.tis[loc[1]].state != TaskState.QUEUED:
             return
         extra.pid, extra.start_date = pid, now
+        self.monitor.started(ref)
         try_number = run.tis[loc[1]].try_number
         self._set_ti(tx, run, loc[1], TaskState.RUNNING, now, pid=pid, start_date=now, replan=False)
         tx.update_try(run.key, loc[1], try_number, state=TaskState.RUNNING.value, pid=pid, start_date=now)
@@ -68,6 +84,12 @@ class ResultsMixin:
         started = _parse_time(result.started_at)
         duration = (ended - started).total_seconds() if started else None
         current = run is not None and run.extra[task_id].ref == result.ref
+        limit_hit = self.monitor.limit_reason(result.ref)
+        figures = self.monitor.finish(result.ref, result.rusage, duration)
+        if figures is not None:
+            tx.put_try_resources(run_key, task_id, try_number, figures)
+        if limit_hit and result.killed == limit_hit:
+            result.error = limit_hit  # the limit, its value and the figure reached, not "killed: ..."
         if not current:
             # The try was cleared or marked while it ran: record how it ended, change nothing else.
             tx.update_try(run_key, task_id, try_number, state=TaskState.FAILED.value, end_date=ended,
@@ -92,6 +114,7 @@ class ResultsMixin:
         which = CALLBACK_FOR_STATE.get(state.value)
         if which:
             self._queue_callback(run, task_id, which, error, try_number)
+            self._queue_alert(run, task_id, state.value, error, try_number, ended)
         if result.ok and result.xcom:
             for key, value in result.xcom.items():
                 tx.set_xcom(run_key, task_id, key, value)

@@ -73,7 +73,11 @@ def _give_to_group(path: str, group_name: str) -> None:
 
 
 def bind_socket(path: str, operator_group: str) -> tuple[socket.socket, int]:
-    """A listening socket at `path`, mode 0660, group `operator_group`; returns it and its inode.
+    """A listening socket at `path`, mode 0666, group `operator_group`; returns it and its inode.
+
+    The mode lets every local user reach the handshake, where flowd decides from the kernel's
+    peer credentials: operators, viewers (another group, who could not open a 0660 socket of
+    the operator group), or a one-line refusal that names the groups to ask for.
 
     It is bound under a temporary name with a strict umask and renamed into place, so there is no
     moment when the final path exists with looser permissions, and a stale socket is replaced
@@ -110,7 +114,7 @@ def bind_socket(path: str, operator_group: str) -> tuple[socket.socket, int]:
             sock.bind(tmp)
         finally:
             os.umask(old)
-        os.chmod(tmp, 0o660)
+        os.chmod(tmp, 0o666)
         _give_to_group(tmp, operator_group)
         sock.listen(128)
         os.rename(tmp, path)

@@ -68,8 +68,28 @@ def build_spec(engine: Engine, run: RunMem, task: dict[str, Any], try_number: in
         do_xcom_push=bool(task.get("do_xcom_push", True)),
         context=context,
         xcoms={k: dict(v) for k, v in run.xcoms.items()},
-        extra=dict(task.get("extra") or {}),
+        extra=_with_smtp(engine, dict(task.get("extra") or {})),
+        max_log_bytes=int(getattr(engine.settings, "max_log_bytes_per_try", 0) or 0),
     )
+
+
+def _with_smtp(engine: Engine, extra: dict[str, Any]) -> dict[str, Any]:
+    """An EmailOperator gets its SMTP notifier's settings (never the password: only its file)."""
+    if "email_notifier" not in extra:
+        return extra
+    from .notifyconf import default_smtp
+
+    notifiers = getattr(engine.settings, "notifiers", {}) or {}
+    name = extra["email_notifier"]
+    conf = notifiers.get(name) if name else default_smtp(notifiers)
+    if conf is None or conf.kind != "smtp":
+        extra["smtp_error"] = (f"EmailOperator names notifier {name!r}, which is not an SMTP notifier in "
+                               f"flowd's configuration" if name else
+                               "EmailOperator needs an SMTP notifier: add [notifiers.NAME] with "
+                               "type = \"smtp\" to flowd.toml")
+    else:
+        extra["smtp"] = conf.smtp_json()
+    return extra
 
 
 CALLBACK_FOR_STATE = {"success": "on_success_callback", "failed": "on_failure_callback",
@@ -92,7 +112,8 @@ def callback_spec(engine: Engine, run: RunMem, task_id: str | None, which: str, 
         ref=f"cb:{run.key}:{task_id or ''}:{try_number}:{which}",
         kind="callback", dag_id=run.dag_id, task_id=task_id or "", run_id=run.run_id, try_number=try_number,
         dag_file=dag["fileloc"], log_path=path, status_path=f"{path}.{which}.status.json",
-        execution_timeout=CALLBACK_TIMEOUT, kill_grace=engine.settings.kill_grace,
+        execution_timeout=float(getattr(engine.settings, "callback_timeout", CALLBACK_TIMEOUT) or CALLBACK_TIMEOUT),
+        kill_grace=engine.settings.kill_grace,
         context={"dag_id": run.dag_id, "task_id": task_id, "run_id": run.run_id, "run_type": run.run_type,
                  "logical_date": run.logical_date.isoformat(),
                  "data_interval_start": run.data_interval_start.isoformat(),
@@ -101,8 +122,9 @@ def callback_spec(engine: Engine, run: RunMem, task_id: str | None, which: str, 
                  "timezone": dag.get("timezone", "UTC")},
         xcoms={k: dict(v) for k, v in run.xcoms.items()},
         extra={"which": which, "reason": reason},
+        max_log_bytes=int(getattr(engine.settings, "max_log_bytes_per_try", 0) or 0),
     )
 
 
 CALLBACK_TIMEOUT = 300.0
-"""A callback that hangs is stopped after this long; it never holds up anything else."""
+"""A callback that hangs is stopped after this long (setting callback_timeout); it holds up nothing else."""

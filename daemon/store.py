@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from .models import HEAD_REVISION, VERSION_TABLE
 from .store_reads import StoreReads
+from .store_resources import ResourceReads
 from .store_tx import DuplicateRunError, StoreError, Tx
 
 __all__ = ["DuplicateRunError", "Store", "StoreError", "Tx"]
@@ -97,7 +98,7 @@ def _reason(exc: BaseException, url: URL) -> str:
     return reason
 
 
-class Store(StoreReads):
+class Store(StoreReads, ResourceReads):
     """A connection pool to one flow database, plus its schema version.
 
     Use :meth:`open`; the constructor takes an engine already configured for flow.

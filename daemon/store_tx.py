@@ -23,6 +23,7 @@ from .models import (
     xcom,
 )
 from .store_reads import chunks, execute
+from .store_resources import ResourceTx
 
 
 class StoreError(Exception):
@@ -101,7 +102,7 @@ def _xcom_upsert(insert: Any) -> Any:
 _SET_XCOM = {"sqlite": _xcom_upsert(sqlite.insert), "postgresql": _xcom_upsert(postgresql.insert)}
 
 
-class Tx:
+class Tx(ResourceTx):
     """One write transaction. States may be given as TaskState/RunState or their string values."""
 
     def __init__(self, conn: Connection, dialect: str) -> None:

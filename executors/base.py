@@ -37,6 +37,8 @@ class TaskSpec:
     xcoms: dict[str, dict[str, Any]] = field(default_factory=dict)
     """XComs already pushed in this run: {task_id: {key: value}}."""
     extra: dict[str, Any] = field(default_factory=dict)
+    max_log_bytes: int = 0
+    """max_log_bytes_per_try: past it the log keeps its head and tail (logsink.TaskLog); 0 = no limit."""
 
     def to_json(self) -> dict[str, Any]:
         """Shallow on purpose: it is serialised at once, and a deep copy cost more than the spawn."""
@@ -119,7 +121,8 @@ class Executor(Protocol):
     async def stop(self, *, kill_running: bool = False) -> None: ...
 
 
-_REGISTRY: dict[str, str] = {"local": "flow.executors.local:LocalExecutor"}
+_REGISTRY: dict[str, str] = {"local": "flow.executors.local:LocalExecutor",
+                              "ssh": "flow.executors.ssh:SSHExecutor"}
 
 
 def get_executor(name: str, **kwargs: Any) -> Executor:
@@ -132,3 +135,10 @@ def get_executor(name: str, **kwargs: Any) -> Executor:
         raise ValueError(f"unknown executor {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)(**kwargs)
+
+
+def build_executor(name: str, *, connections_file: str | None = None) -> Executor:
+    """The configured executor, with tries whose task names an SSH connection routed to SSH."""
+    from .routing import RoutingExecutor
+
+    return RoutingExecutor(get_executor(name), lambda: get_executor("ssh", connections_file=connections_file))

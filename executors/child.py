@@ -256,12 +256,27 @@ def _run_python(spec: dict[str, Any]) -> int:
             if not result.get("ok"):
                 print(f"[flow] {spec['extra']['which']} failed: {result.get('error')}", file=sys.stderr)
         else:
+            if "email_notifier" in (spec.get("extra") or {}):
+                _install_mail_transport(spec["extra"])
             result = run_task(spec)
     except BaseException as exc:  # noqa: B036 - run_task promises not to raise; SystemExit still can
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     _flush_streams()
     _write_result(spec, result)
     return 0 if result.get("ok") else 1
+
+
+def _install_mail_transport(extra: dict[str, Any]) -> None:
+    """EmailOperator sends through the SMTP notifier flowd put in the spec (see daemon/specs.py)."""
+    from flow.operators import email
+
+    conf = extra.get("smtp")
+    if not isinstance(conf, dict):
+        email.set_transport(None, str(extra.get("smtp_error") or "no SMTP notifier is configured"))
+        return
+    from flow.executors.mail import send_mail
+
+    email.set_transport(lambda mail: send_mail(conf, mail))
 
 
 def _flush_streams() -> None:

@@ -80,9 +80,17 @@ class LastLine:
 
 
 class TaskLog:
-    """A try's log file, opened once in append mode; stdout and stderr land in arrival order."""
+    """A try's log file, opened once in append mode; stdout and stderr land in arrival order.
 
-    def __init__(self, path: str) -> None:
+    With `max_bytes` (max_log_bytes_per_try) the file keeps the head and the tail of a chatty try:
+    the first half of the budget is written as it comes; past that, one `[flow]` line says output
+    is held back, and the latest bytes go to a ring file of the other half's size next to the log
+    (`<log>.tail.<pid>`). When the try ends, a marker line saying how many bytes were cut and the
+    ring's contents are appended. The log only ever grows, so a reader following it by offset keeps
+    working; it sees the head live and the tail when the try ends.
+    """
+
+    def __init__(self, path: str, max_bytes: int = 0) -> None:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
@@ -92,9 +100,28 @@ class TaskLog:
         """Why writing stopped (disk full...): the task keeps running, its output is dropped."""
         size = os.fstat(self.fd).st_size
         self._at_line_start = size == 0 or os.pread(self.fd, 1, size - 1) == b"\n"
+        self.max_bytes = max(0, int(max_bytes or 0))
+        self._head_left = self.max_bytes - self.max_bytes // 2 if self.max_bytes else -1
+        self._ring_cap = self.max_bytes // 2
+        self._ring_fd = -1
+        self._ring_total = 0
+        """Bytes that went past the head: the ring keeps the last _ring_cap of them."""
 
     def write(self, data: bytes) -> None:
         if not data or self.error is not None or self.fd < 0:
+            return
+        if self._head_left >= 0:
+            if self._head_left < len(data):
+                head, rest = data[:self._head_left], data[self._head_left:]
+                self._append(head)
+                self._head_left = 0
+                self._hold(rest)
+                return
+            self._head_left -= len(data)
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        if not data:
             return
         view = memoryview(data)
         try:
@@ -105,13 +132,90 @@ class TaskLog:
             return
         self._at_line_start = data.endswith(b"\n")
 
+    def _hold(self, data: bytes) -> None:
+        if self._ring_fd < 0:
+            prefix = b"" if self._at_line_start else b"\n"
+            self._append(prefix + (f"[flow] this try's log reached {self.max_bytes - self.max_bytes // 2} bytes, "
+                                   f"half of max_log_bytes_per_try ({self.max_bytes}): further output is held "
+                                   f"back and its last {self._ring_cap} bytes are written when the try ends\n"
+                                   ).encode())
+            try:
+                self._ring_fd = os.open(f"{self.path}.tail.{os.getpid()}",
+                                        os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                self.error = f"cannot open the tail file next to {self.path}: {exc.strerror}"
+                return
+        cap = self._ring_cap
+        if cap <= 0:
+            self._ring_total += len(data)
+            return
+        start = self._ring_total
+        self._ring_total += len(data)
+        if len(data) > cap:
+            start += len(data) - cap
+            data = data[-cap:]
+        try:
+            pos = start % cap
+            first = data[:cap - pos]
+            os.pwrite(self._ring_fd, first, pos)
+            if len(first) < len(data):
+                os.pwrite(self._ring_fd, data[len(first):], 0)
+        except OSError as exc:
+            self.error = f"cannot write the tail file next to {self.path}: {exc.strerror}"
+
+    def _flush_tail(self) -> None:
+        """Append the cut marker and the ring's bytes, oldest first; then forget the ring."""
+        if self._ring_fd < 0:
+            return
+        cap, total = self._ring_cap, self._ring_total
+        kept = min(total, cap)
+        try:
+            if kept:
+                start = total % cap if total > cap else 0
+                tail = os.pread(self._ring_fd, cap - start, start) + os.pread(self._ring_fd, start, 0) \
+                    if total > cap else os.pread(self._ring_fd, kept, 0)
+            else:
+                tail = b""
+        except OSError as exc:
+            self.error = f"cannot read the tail file next to {self.path}: {exc.strerror}"
+            tail = b""
+        os.close(self._ring_fd)
+        self._ring_fd = -1
+        try:
+            os.unlink(f"{self.path}.tail.{os.getpid()}")
+        except OSError:
+            pass
+        nl = tail.find(b"\n", 0, 4096) if total > kept else -1
+        if nl >= 0 and nl + 1 < len(tail):  # start the tail on a whole line
+            tail = tail[nl + 1:]
+            kept = len(tail)
+        self._append(b"" if self._at_line_start else b"\n")
+        self._append(f"[flow] log cut: {total - kept} bytes cut here (max_log_bytes_per_try = {self.max_bytes}); "
+                     f"the last {kept} bytes follow\n".encode())
+        self._append(tail)
+
     def note(self, text: str) -> None:
-        """One `[flow] ...` line of our own, always starting on a fresh line."""
+        """One `[flow] ...` line of our own, always starting on a fresh line.
+
+        Past the head it joins the held-back tail, so the order of lines is kept."""
+        if self._ring_fd >= 0 or self._head_left == 0:
+            line = f"[flow] {text}\n".encode("utf-8", errors="replace")
+            self._hold(line if self._ring_total == 0 or self._ring_ends_line() else b"\n" + line)
+            return
         prefix = "" if self._at_line_start else "\n"
         self.write(f"{prefix}[flow] {text}\n".encode("utf-8", errors="replace"))
 
+    def _ring_ends_line(self) -> bool:
+        if self._ring_fd < 0 or self._ring_cap <= 0 or self._ring_total == 0:
+            return True
+        try:
+            return os.pread(self._ring_fd, 1, (self._ring_total - 1) % self._ring_cap) == b"\n"
+        except OSError:
+            return True
+
     def close(self) -> None:
         if self.fd >= 0:
+            self._flush_tail()
             os.close(self.fd)
             self.fd = -1
 

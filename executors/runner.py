@@ -215,7 +215,7 @@ class Runner:
         """Open the log and make room for the records before starting; a refusal is the try's result."""
         ref = spec["ref"]
         try:
-            log = TaskLog(spec["log_path"])
+            log = TaskLog(spec["log_path"], int(spec.get("max_log_bytes") or 0))
         except OSError as exc:
             self._reject(ref, f"cannot open log file {spec['log_path']}: {exc.strerror}", spec)
             return None

@@ -393,7 +393,7 @@ class _Pass:
 
     def _start_tasks(self) -> None:
         """SCHEDULED -> QUEUED by priority_weight desc, logical date asc, topological index asc."""
-        if self.active >= self.snap.parallelism:
+        if self.active >= self.snap.parallelism or self.snap.hold is not None:
             return
         candidates: list[tuple[int, datetime, int, int, str, RunView]] = []
         for run in self.live:

@@ -98,6 +98,8 @@ class Snapshot:
     """DAG ids that are paused: their QUEUED runs stay queued, their RUNNING runs finish normally."""
     dirty: frozenset[int] | None = None
     """Run keys that changed since the last plan; None means all. Others are only counted for slots."""
+    hold: str | None = None
+    """Why no task may start at all right now (admission control), or None; running ones go on."""
 
 
 @dataclass(frozen=True)

@@ -236,12 +236,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                                       _DOWN, _UP, _DRY),
            dry_run_for_viewers=True),
     Method("tasks.retry", "operator", (_DAG, _RUN, _DRY), dry_run_for_viewers=True),
+    Method("tasks.stats", "viewer", (_DAG, _p("task_id", "str", required=True),
+                                     _p("limit", "int", default=20, min=1, max=1000))),
     Method("logs.read", "viewer", (*_LOG_TARGET, _p("offset", "int", default=0),
                                    _p("length", "int", default=65536, min=0, max=MAX_LOG_LENGTH))),
     Method("logs.follow", "viewer", (*_LOG_TARGET, _p("offset", "int", default=0))),
     Method("import_errors.list", "viewer"),
     Method("audit.list", "viewer", (_p("limit", "int", default=100, min=1, max=10_000), _p("dag_id", "str"))),
     Method("subscribe", "viewer", (_p("topics", "topics"),)),
+    Method("db.clean", "operator", (_p("before", "datetime", required=True), _p("dag_id", "str"), _DRY),
+           dry_run_for_viewers=True),
 )}
 
 

@@ -48,6 +48,10 @@ class FlowTUI(App):
                  warnings: Iterable[str] = (), theme: str | None = None) -> None:
         super().__init__()
         self.client = client
+        # Every animated frame is bytes over the operator's ssh link; snap instead (TEXTUAL_ANIMATIONS
+        # can turn them back on).
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            self.animation_level = "none"
         self._link = f"connecting to {client.path}…"
         self._warnings = list(warnings)
         self.last_dag_id: str | None = None
@@ -83,6 +87,17 @@ class FlowTUI(App):
 
     def flow_event(self, event: dict[str, Any]) -> None:
         """The app shows no event itself; screens listen on the client."""
+
+    def open_dag(self, dag_id: str, run_id: str | None = None) -> None:
+        """Show a DAG's view, on `run_id` if given; reuses the view on top when it is that DAG's."""
+        from flow.tui.screens.dag_view import DagViewScreen
+
+        screen = self.screen
+        if isinstance(screen, DagViewScreen) and screen.dag_id == dag_id:
+            if run_id:
+                screen.follow_run(dag_id, {"run_id": run_id})
+            return
+        self.push_screen(DagViewScreen(dag_id, run_id))
 
     # -- app-wide keys ----------------------------------------------------------------------------
 

@@ -10,6 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def now() -> datetime:
+    """The console's clock: every relative time asks here, so snapshot tests can freeze it."""
+    return datetime.now(UTC)
+
+
 def parse(value: Any) -> datetime | None:
     """An aware datetime from the protocol's ISO string, or None for absent/garbled values."""
     if not isinstance(value, str) or not value:

@@ -2,6 +2,7 @@
 
 from flow.operators.base import BaseOperator, TriggerRule, chain, cross_downstream
 from flow.operators.bash import BashOperator
+from flow.operators.email import EmailOperator
 from flow.operators.empty import DummyOperator, EmptyOperator
 from flow.operators.python import (
     BaseBranchOperator,
@@ -9,6 +10,7 @@ from flow.operators.python import (
     PythonOperator,
     ShortCircuitOperator,
 )
+from flow.operators.ssh import SSHOperator
 
 __all__ = [
     "BaseBranchOperator",
@@ -16,8 +18,10 @@ __all__ = [
     "BashOperator",
     "BranchPythonOperator",
     "DummyOperator",
+    "EmailOperator",
     "EmptyOperator",
     "PythonOperator",
+    "SSHOperator",
     "ShortCircuitOperator",
     "TriggerRule",
     "chain",

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from flow.dag import DAG, DagDefinitionError, _callbacks, _seconds, get_current_dag, validate_id
+from flow.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from flow.xcom import XComArg
@@ -98,6 +99,29 @@ class _OperatorMeta(type):
         return op
 
 
+def _names(value: Any, what: str, where: str, *, address: bool = False) -> list[str]:
+    """A str or a list of str (e-mail addresses, or notifier names from flowd.toml), in order, once each.
+
+    Airflow accepts "a@x, b@x" in one string; so do we for addresses.
+    """
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple | set) else None
+    if items is None or not all(isinstance(i, str) for i in items):
+        raise TypeError(f"{where}: {what} must be a str or a list of str, not {value!r}")
+    out: list[str] = []
+    for item in items:
+        for part in (item.replace(";", ",").split(",") if address else [item]):
+            part = part.strip()
+            if not part:
+                continue
+            if address and ("@" not in part or any(c.isspace() for c in part)):
+                raise DagDefinitionError(f"{where}: {what} {part!r} is not an e-mail address")
+            if part not in out:
+                out.append(part)
+    return out
+
+
 def _flatten(items: Any) -> list[Any]:
     if isinstance(items, list | tuple | set):
         out: list[Any] = []
@@ -163,6 +187,8 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
         retry_exponential_backoff: bool = False,
         max_retry_delay: timedelta | float | None = None,
         execution_timeout: timedelta | float | None = None,
+        memory_limit: int | str | None = None,
+        cpu_time_limit: timedelta | float | str | None = None,
         depends_on_past: bool = False,
         trigger_rule: str = "all_success",
         priority_weight: int = 1,
@@ -171,6 +197,12 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
         on_success_callback: Any = None,
         on_failure_callback: Any = None,
         on_retry_callback: Any = None,
+        email: str | Iterable[str] | None = None,
+        email_on_failure: bool | None = None,
+        email_on_retry: bool = False,
+        notify_on_failure: str | Iterable[str] | None = None,
+        notify_on_retry: str | Iterable[str] | None = None,
+        notify_on_success: str | Iterable[str] | None = None,
         do_xcom_push: bool = True,
         doc: str | None = None,
         doc_md: str | None = None,
@@ -203,6 +235,12 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
         self.execution_timeout = _seconds(execution_timeout, "execution_timeout", where)
         if self.execution_timeout is not None and self.execution_timeout <= 0:
             raise DagDefinitionError(f"{where}: execution_timeout must be positive")
+        try:
+            self.memory_limit = None if memory_limit is None else parse_size(memory_limit, f"{where}: memory_limit")
+            self.cpu_time_limit = (None if cpu_time_limit is None
+                                   else parse_duration(cpu_time_limit, f"{where}: cpu_time_limit"))
+        except ValueError as exc:
+            raise DagDefinitionError(str(exc)) from None
         self.depends_on_past = bool(depends_on_past)
         rule = trigger_rule.value if isinstance(trigger_rule, TriggerRule) else trigger_rule
         if rule not in TRIGGER_RULES:
@@ -222,6 +260,12 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
         self.on_success_callback: list[Callable[..., Any]] = _callbacks(on_success_callback, "on_success_callback", where)
         self.on_failure_callback: list[Callable[..., Any]] = _callbacks(on_failure_callback, "on_failure_callback", where)
         self.on_retry_callback: list[Callable[..., Any]] = _callbacks(on_retry_callback, "on_retry_callback", where)
+        self.email: list[str] = _names(email, "email", where, address=True)
+        self.email_on_failure = bool(self.email) if email_on_failure is None else bool(email_on_failure)
+        self.email_on_retry = bool(email_on_retry)
+        self.notify_on_failure = _names(notify_on_failure, "notify_on_failure", where)
+        self.notify_on_retry = _names(notify_on_retry, "notify_on_retry", where)
+        self.notify_on_success = _names(notify_on_success, "notify_on_success", where)
         self.do_xcom_push = bool(do_xcom_push)
         self.doc = doc if doc is not None else doc_md
         self.upstream_task_ids: dict[str, None] = {}

@@ -2,6 +2,7 @@
 
 The command never runs in this module: flow/ stays free of subprocesses, so the runner
 renders the command (flow.runtime.render_bash) and execs bash itself, without a Python start-up.
+With ``ssh_conn_id`` the SSH executor renders it the same way and runs it on that connection's host.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from flow.operators.base import BaseOperator
 
 
 class BashOperator(BaseOperator):
-    """``env`` replaces the task's environment unless ``append_env=True`` (Airflow's semantics)."""
+    """``env`` replaces the task's environment unless ``append_env=True`` (Airflow's semantics).
+
+    On a remote host (``ssh_conn_id``) ``env`` is added to the login environment there: replacing
+    it would take away the PATH and HOME the remote account relies on.
+    """
 
     template_fields = ("bash_command", "env", "cwd")
     template_ext = (".sh", ".bash")
@@ -24,9 +29,13 @@ class BashOperator(BaseOperator):
         env: dict[str, str] | None = None,
         append_env: bool = False,
         cwd: str | None = None,
+        ssh_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(env=env, cwd=cwd, **kwargs)
+        if ssh_conn_id is not None and (not isinstance(ssh_conn_id, str) or not ssh_conn_id.strip()):
+            raise TypeError(f"{self._where}: ssh_conn_id must be a connection name (a non-empty str), "
+                            f"not {ssh_conn_id!r}")
         if not isinstance(bash_command, str) or not bash_command.strip():
             raise TypeError(f"{self._where}: bash_command must be a non-empty str")
         if env is not None:
@@ -35,6 +44,11 @@ class BashOperator(BaseOperator):
                     raise TypeError(f"{self._where}: env must map str to str; {key!r} maps to {value!r}")
         self.bash_command = bash_command
         self.append_env = bool(append_env)
+        self.ssh_conn_id = ssh_conn_id
+
+    def serialize_extra(self) -> dict[str, Any]:
+        """The connection name is what routes the try to the SSH executor (see executors/routing.py)."""
+        return {"ssh_conn_id": self.ssh_conn_id} if self.ssh_conn_id else {}
 
     def execute(self, context: dict[str, Any]) -> Any:
         raise RuntimeError(

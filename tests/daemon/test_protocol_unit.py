@@ -209,7 +209,7 @@ def test_topics_are_deduplicated_and_negative_offsets_allowed():
 
 # -- roles ------------------------------------------------------------------------------------
 
-MUTATING = {"dags.pause", "dags.trigger", "tasks.clear", "tasks.mark", "tasks.retry"}
+MUTATING = {"dags.pause", "dags.trigger", "tasks.clear", "tasks.mark", "tasks.retry", "db.clean"}
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -222,7 +222,7 @@ def test_operators_may_call_everything_and_viewers_every_read(method):
         check_role(method, "viewer", {})
 
 
-@pytest.mark.parametrize("method", ["tasks.clear", "tasks.mark", "tasks.retry"])
+@pytest.mark.parametrize("method", ["tasks.clear", "tasks.mark", "tasks.retry", "db.clean"])
 def test_viewers_may_dry_run_task_changes(method):
     check_role(method, "viewer", {"dry_run": True})
 

@@ -99,7 +99,7 @@ def test_the_socket_unit_listens_where_a_system_flowd_would(monkeypatch, tmp_pat
     sock = directives(UNITS / "flowd.socket")["Socket"]
     assert sock["ListenStream"] == system_defaults(monkeypatch, tmp_path).socket_path == "/run/flowd/flowd.sock"
     assert (sock["SocketMode"], sock["SocketUser"], sock["SocketGroup"]) == (
-        "0660", "flowd", config.Settings().operator_group)
+        "0666", "flowd", config.Settings().operator_group)
     assert directives(UNITS / "flowd.service")["Service"]["RuntimeDirectory"] == Path(sock["ListenStream"]).parent.name
 
 

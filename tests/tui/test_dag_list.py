@@ -104,13 +104,15 @@ def test_list_shows_dags_added_to_the_folder_and_an_import_error_banner(flowd: F
     run_app(flowd, body)
 
 
-def test_t_triggers_the_selected_dag_and_its_row_shows_the_run_succeed(flowd: Flowd):
+def test_t_triggers_the_selected_dag_and_after_its_view_the_row_shows_the_run_succeed(flowd: Flowd):
     copy_examples(flowd, "example_xcom", "example_branch")
 
     async def body(app: FlowTUI, pilot: Pilot) -> None:
         await until(pilot, lambda: "example_xcom" in rows(app), "example_xcom's row")
         await select(pilot, app, "example_xcom")
         await pilot.press("t")
+        await until(pilot, lambda: not isinstance(app.screen, DagListScreen), "the DAG view on the new run")
+        await pilot.press("escape")
         await until(pilot, lambda: cell(app, "example_xcom", "last_run").startswith("✔ success"),
                     "example_xcom's last run to show success")
         await until(pilot, lambda: cell(app, "example_xcom", "recent") == "✔3", "three successful tasks")
@@ -179,6 +181,8 @@ def test_flowd_restart_reconnects_keeps_the_cursor_and_still_updates(flowd: Flow
         await until(pilot, lambda: len(rows(app)) == 2, "the refetched rows")
         assert table(app).selected_dag == "example_xcom"
         await pilot.press("t")
+        await until(pilot, lambda: not isinstance(app.screen, DagListScreen), "the DAG view on the new run")
+        await pilot.press("escape")
         await until(pilot, lambda: cell(app, "example_xcom", "last_run").startswith("✔ success"),
                     "a run after the restart to show success")
     run_app(flowd, body)

@@ -28,10 +28,11 @@ DAG_KEYS = [
 ]
 TASK_KEYS = [
     "task_id", "operator", "kind", "upstream", "downstream", "trigger_rule", "retries", "retry_delay",
-    "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "depends_on_past",
-    "priority_weight", "owner", "do_xcom_push", "is_branch", "is_short_circuit", "bash_command", "env",
+    "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "memory_limit", "cpu_time_limit",
+    "depends_on_past", "priority_weight", "owner", "do_xcom_push", "is_branch", "is_short_circuit", "bash_command", "env",
     "append_env", "cwd", "callable", "has_on_success_callback", "has_on_failure_callback",
-    "has_on_retry_callback", "doc", "extra",
+    "has_on_retry_callback", "email", "email_on_failure", "email_on_retry", "notify_on_failure",
+    "notify_on_retry", "notify_on_success", "doc", "extra",
 ]
 
 

@@ -8,21 +8,18 @@ events for one DAG therefore costs one request, and the reader task never waits 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from flow.tui import timefmt
 from flow.tui.client import ClientError
+from flow.tui.screens.actions import ActionsMixin
 from flow.tui.widgets.dag_table import DagTable
-
-if TYPE_CHECKING:
-    from flow.tui.app import FlowTUI
-
-MUTATING = {"trigger": "trigger DAGs", "pause": "pause or unpause DAGs"}
 
 
 def matches(dag: dict[str, Any], needle: str) -> bool:
@@ -38,11 +35,13 @@ def last_state(dag: dict[str, Any]) -> str | None:
     return (dag.get("last_run") or {}).get("state")
 
 
-class DagListScreen(Screen):
-    """DAG list with filter, failing/running views, trigger and pause."""
+class DagListScreen(ActionsMixin, Screen):
+    """DAG list with filter, failing/running views, trigger and pause; enter opens the DAG view."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open", id="dag_list.open"),
         Binding("t", "trigger", "Trigger", id="dag_list.trigger"),
+        Binding("T", "trigger_conf", "Trigger w/ conf", id="dag_list.trigger_conf"),
         Binding("p", "pause", "Pause/unpause", id="dag_list.pause"),
         Binding("slash", "filter", "Filter", key_display="/", id="dag_list.filter"),
         Binding("f", "only('failed')", "Failing", id="dag_list.failing"),
@@ -60,10 +59,7 @@ class DagListScreen(Screen):
         self._dirty: set[str] = set()
         self._full = False
         self._wake = asyncio.Event()
-
-    @property
-    def flow_app(self) -> FlowTUI:
-        return self.app  # type: ignore[return-value]
+        self._filter_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,7 +74,7 @@ class DagListScreen(Screen):
         self.query_one("#filter").display = False
         self.query_one(DagTable).focus()
         self.run_worker(self._refresher(), name="dag-list-refresher", group="dag-list", exit_on_error=False)
-        self.set_interval(30, self._render_rows, name="relative-times")
+        self.set_interval(30, lambda: self._render_rows(refresh=True), name="relative-times")
         client = self.flow_app.client
         client.listeners.append(self)
         if client.connected:
@@ -146,8 +142,8 @@ class DagListScreen(Screen):
         return [d for _, d in sorted(self.dags.items())
                 if matches(d, self.needle) and (self.only is None or last_state(d) == self.only)]
 
-    def _render_rows(self) -> None:
-        self.query_one(DagTable).show(self.visible(), datetime.now(UTC))
+    def _render_rows(self, refresh: bool = False) -> None:
+        self.query_one(DagTable).show(self.visible(), timefmt.now(), refresh=refresh)
         notes = []
         if self.needle:
             notes.append(f"filter: {self.needle!r}")
@@ -166,31 +162,21 @@ class DagListScreen(Screen):
 
     # -- actions --------------------------------------------------------------------------------
 
-    def _refused(self, action: str) -> bool:
-        """True (after saying why) when this user may not change anything."""
-        if self.flow_app.client.role == "viewer":
-            self.notify(f"you are a viewer: you may not {MUTATING[action]} (ask to be added to group 'flow')",
-                        title="Not allowed", severity="warning")
-            return True
-        return False
+    def action_target(self) -> tuple[str | None, str | None, str | None]:
+        return self.query_one(DagTable).selected_dag, None, None
 
-    def action_trigger(self) -> None:
+    def action_open(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag
-        if dag_id is None or self._refused("trigger"):
-            return
-        self.run_worker(self._trigger(dag_id), group="dag-list-actions", exit_on_error=False)
+        if dag_id is not None:
+            self.flow_app.open_dag(dag_id)
 
-    async def _trigger(self, dag_id: str) -> None:
-        try:
-            run = (await self.flow_app.client.call("dags.trigger", dag_id=dag_id))["run"]
-        except ClientError as exc:
-            self.notify(str(exc), title=f"Cannot trigger {dag_id}", severity="error")
-            return
-        self.notify(f"{run.get('run_id')} ({run.get('state')})", title=f"Triggered {dag_id}")
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
 
     def action_pause(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag
-        if dag_id is None or self._refused("pause"):
+        if dag_id is None or self.refused("pause"):
             return
         paused = not self.dags.get(dag_id, {}).get("is_paused", False)
         self.run_worker(self._pause(dag_id, paused), group="dag-list-actions", exit_on_error=False)
@@ -225,8 +211,11 @@ class DagListScreen(Screen):
         self._render_rows()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        """Typing (or pasting) several characters re-filters once, after a 60 ms pause."""
         self.needle = event.value
-        self._render_rows()
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.06, self._render_rows, name="filter")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if not event.value:

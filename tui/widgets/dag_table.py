@@ -8,7 +8,7 @@ position and the terminal traffic over a thin SSH link all stay put.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -16,6 +16,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from flow.states import GLYPHS
+from flow.tui import timefmt
 from flow.tui.timefmt import clock, relative
 from flow.tui.timefmt import parse as _parse
 
@@ -80,13 +81,14 @@ class DagTable(DataTable):
     """A DataTable that shows DAG summaries; `show` reconciles it with a list of them."""
 
     def on_mount(self) -> None:
+        self._drawn: dict[str, dict[str, Any]] = {}
         self.cursor_type = "row"
         self.zebra_stripes = True
         self._shown: list[Mapping[str, Any]] = []
         for key, label in COLUMNS:
             self.add_column(label, key=key)
         if hasattr(self.app, "utc"):
-            self.watch(self.app, "utc", lambda _: self.show(self._shown), init=False)
+            self.watch(self.app, "utc", lambda _: self.show(self._shown, refresh=True), init=False)
 
     @property
     def utc(self) -> bool:
@@ -103,20 +105,28 @@ class DagTable(DataTable):
         row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
         return str(row_key.value)
 
-    def show(self, dags: Iterable[Mapping[str, Any]], now: datetime | None = None) -> None:
-        """Make the rows exactly `dags`, in order, keeping the cursor on the same DAG."""
-        now = now or datetime.now(UTC)
+    def show(self, dags: Iterable[Mapping[str, Any]], now: datetime | None = None, refresh: bool = False) -> None:
+        """Make the rows exactly `dags`, in order, keeping the cursor on the same DAG.
+
+        Rows whose summary has not changed since it was drawn are skipped unless `refresh` (the
+        relative times age, or the UTC switch flipped), so a keystroke in the filter over 1,000
+        DAGs costs little.
+        """
+        now = now or timefmt.now()
         wanted = self._shown = list(dags)
         ids = [str(d["dag_id"]) for d in wanted]
         if ids == self.dag_ids:
             for dag in wanted:
-                self.update_dag(dag, now)
+                if refresh or self._drawn.get(str(dag["dag_id"])) != dag:
+                    self.update_dag(dag, now)
             return
         keep = self.selected_dag
         self.clear()
+        self._drawn.clear()
         for dag in wanted:
             cells = row_cells(dag, now, self.utc)
             self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(dag["dag_id"]))
+            self._drawn[str(dag["dag_id"])] = dict(dag)
         if keep in ids:
             self.move_cursor(row=ids.index(keep))
 
@@ -127,7 +137,8 @@ class DagTable(DataTable):
             self.get_row_index(key)
         except RowDoesNotExist:
             return False
-        for column, value in row_cells(dag, now or datetime.now(UTC), self.utc).items():
+        for column, value in row_cells(dag, now or timefmt.now(), self.utc).items():
             if str(self.get_cell(key, column)) != str(value):
                 self.update_cell(key, column, value, update_width=True)
+        self._drawn[key] = dict(dag)
         return True
