@@ -9,6 +9,7 @@ straight in its database, before the console attaches.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import time
 from collections.abc import Iterator
@@ -82,7 +83,12 @@ def freeze_history(db_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def snapshot_flowd() -> Iterator[Flowd]:
-    """flowd at a fixed socket path with example_xcom and `diamond`: three runs each, one failed."""
+    """flowd at a fixed socket path with example_xcom and `diamond`: three runs each, one failed.
+
+    The path is fixed (the header shows it), so two test runs on one machine take turns by a lock.
+    """
+    lock = open("/tmp/flowtui-snapshots.lock", "w")  # noqa: SIM115 - held for the fixture's lifetime
+    fcntl.flock(lock, fcntl.LOCK_EX)
     shutil.rmtree(BASE, ignore_errors=True)
     (BASE / "dags").mkdir(parents=True)
     (BASE / "home").mkdir()
@@ -111,6 +117,7 @@ def snapshot_flowd() -> Iterator[Flowd]:
     finally:
         f.cleanup()
         shutil.rmtree(BASE, ignore_errors=True)
+        lock.close()
 
 
 @pytest.fixture
