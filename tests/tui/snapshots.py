@@ -9,6 +9,8 @@ straight in its database, before the console attaches.
 
 from __future__ import annotations
 
+import fcntl
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -84,9 +86,23 @@ def freeze_history(db_url: str) -> None:
     engine.dispose()
 
 
+def freeze_logs(folder: Path) -> None:
+    """The runner's own lines carry the start time, pid and run time: give them the frozen ones."""
+    for path in folder.rglob("*.log"):
+        text = path.read_text()
+        text = re.sub(r"started \S+ pid \d+", "started 2026-01-01T01:00:00+00:00 pid 4242", text)
+        text = re.sub(r"after \d+\.\d+s", "after 2.00s", text)
+        path.write_text(text)
+
+
 @pytest.fixture(scope="module")
 def snapshot_flowd() -> Iterator[Flowd]:
-    """flowd at a fixed socket path with example_xcom and `diamond`: three runs each, one failed."""
+    """flowd at a fixed socket path with example_xcom and `diamond`: three runs each, one failed.
+
+    The path is fixed (the header shows it), so two test runs on one machine take turns by a lock.
+    """
+    lock = open("/tmp/flowtui-snapshots.lock", "w")  # noqa: SIM115 - held for the fixture's lifetime
+    fcntl.flock(lock, fcntl.LOCK_EX)
     shutil.rmtree(BASE, ignore_errors=True)
     (BASE / "dags").mkdir(parents=True)
     (BASE / "home").mkdir()
@@ -111,10 +127,12 @@ def snapshot_flowd() -> Iterator[Flowd]:
             for dag_id in ("example_xcom", "diamond"):
                 _wait_runs_done(client, dag_id, 3)
         freeze_history(f.db_url)
+        freeze_logs(Path(f.log_folder))
         yield f
     finally:
         f.cleanup()
         shutil.rmtree(BASE, ignore_errors=True)
+        lock.close()
 
 
 @pytest.fixture
