@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 # `make demo`: flowd (user mode) on the example DAGs in the background, `flow status`, one triggered
-# run followed to the end, another triggered, then the console (flowtui) on them when this is a
-# terminal. State, logs, socket and flowd's own log live in ./demo-home; `make demo-stop` stops flowd.
+# run followed to the end, another triggered, the SSH example on localhost (working where sshd runs
+# and your key is authorized there, else failing with the reason), then the console (flowtui) on
+# them when this is a terminal. State, logs, socket and flowd's own log live in ./demo-home; `make demo-stop` stops flowd.
 DEMO := $(CURDIR)/demo-home
 DEMO_ENV := FLOW_DAGS_FOLDER=$(CURDIR)/dags FLOW_DB_URL=sqlite:///$(DEMO)/flow.db \
-	FLOW_LOG_FOLDER=$(DEMO)/logs FLOW_SOCKET=$(DEMO)/flowd.sock
+	FLOW_LOG_FOLDER=$(DEMO)/logs FLOW_SOCKET=$(DEMO)/flowd.sock FLOW_CONNECTIONS=$(DEMO)/connections.toml
 
 demo: $(STAMP)
 	@mkdir -p $(DEMO)
@@ -30,6 +31,14 @@ demo: $(STAMP)
 	@echo; echo "== flow status" && $(DEMO_ENV) $(BIN)/flow status
 	@echo; echo "== flow dags trigger example_xcom --follow" && $(DEMO_ENV) $(BIN)/flow dags trigger example_xcom --follow
 	@echo; echo "== flow dags trigger example_pipeline" && $(DEMO_ENV) $(BIN)/flow dags trigger example_pipeline
+	@echo; echo "== example_ssh: remote tasks on the connection 'localhost' (demo-home/connections.toml)"
+	@[ -f $(DEMO)/connections.toml ] || printf '[localhost]\nhost = "127.0.0.1"\n' > $(DEMO)/connections.toml
+	@if $(PY) -c 'import socket; socket.create_connection(("127.0.0.1", 22), 1)' 2>/dev/null; then \
+	  echo "sshd answers on 127.0.0.1:22: trusting its host key in demo-home/known_hosts"; \
+	  $(DEMO_ENV) $(BIN)/flow connections trust localhost --yes; \
+	else echo "no sshd on 127.0.0.1:22: the remote tasks will fail and say why"; fi
+	@$(DEMO_ENV) $(BIN)/flow dags trigger example_ssh --follow || \
+	  echo "(example_ssh failed: its log above says why; see the README's SSH section)"
 	@echo; echo "flowd keeps running and scheduling (example_branch fires every minute). Stop it with: make demo-stop"
 	@if [ -t 0 ] && [ -t 1 ]; then echo "== flowtui (q quits, ? shows the keys)"; sleep 1; \
 	  $(DEMO_ENV) $(BIN)/flowtui; \
@@ -42,10 +51,12 @@ demo-stop:
 lint: $(STAMP)
 	$(BIN)/ruff check flow daemon executors tui tests bench dags
 
-# The SSH tests need Debian's openssh-server (a real sshd on 127.0.0.1); installed here when missing and root.
+# The SSH tests need Debian's openssh-server (a real sshd on 127.0.0.1) and the console's end-to-end
+# tests tmux; installed here when missing and root.
 test: $(STAMP) lint
-	@[ -x /usr/sbin/sshd ] || [ "$$(id -u)" != 0 ] || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server)
+	@need=""; [ -x /usr/sbin/sshd ] || need="openssh-server"; command -v tmux >/dev/null || need="$$need tmux"; \
+	if [ -n "$$need" ] && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; fi
 	$(BIN)/python -m pytest -q -x --durations=10
 
 bench: $(STAMP)

@@ -1,9 +1,11 @@
 """Console benchmarks: print figures, assert nothing. `.venv/bin/python bench/bench_tui.py [grid] [graph]`
 
 grid   A real flowd holding 200 runs of a 50-task DAG (paused, so the runs stay put; every cell is
-       a real task instance read with runs.get). Times: opening the DAG view until the newest page
-       is on screen, each `[` page back through all 200 runs, and, without a socket, RunGrid.show
-       of all 200 x 50 cells at once followed by a paint and a scroll to the far right.
+       a real task instance read with runs.grid). Times: one `runs.grid` of all 200 runs over the
+       socket, opening the DAG view until the newest page is on screen, each `[` page back through
+       all 200 runs, and, without a socket, RunGrid.show of one page and of all 200 x 50 cells at
+       once followed by a paint, a jump of the cursor to the far corner, and 50 cells changed in
+       place + paint.
 graph  A 200-task DAG: the pure layout, then DagGraph.set_dag plus painting it and scrolling
        through every screenful, headless (App.run_test). Two shapes: 20 layers of 10 tasks with
        1-2 upstreams each (a realistic ETL shape), and 200 tasks with 0-3 upstreams picked at
@@ -100,7 +102,11 @@ def bench_grid_real(runs: int = 200) -> None:
                 when = f"{2024 + day // 300}-{day % 300 // 25 + 1:02d}-{day % 25 + 1:02d}T00:00:00+00:00"
                 client.call("dags.trigger", dag_id="bench_grid", logical_date=when)
             made = time.perf_counter() - t0
-        print(f"grid (real flowd): {runs} runs x 50 tasks created in {made:.1f} s")
+            print(f"grid (real flowd): {runs} runs x 50 tasks created in {made:.1f} s")
+            whole = median(lambda: _timed(lambda: client.call("runs.grid", dag_id="bench_grid", limit=runs)))
+            cells = sum(len(c) for c in client.call("runs.grid", dag_id="bench_grid", limit=runs)["cells"].values())
+            print(f"grid (real flowd): runs.grid of all {runs} runs ({cells} cells) over the socket: "
+                  f"median {ms(whole)}")
 
         async def main() -> None:
             app = make_app(sock)
@@ -129,7 +135,7 @@ def bench_grid_real(runs: int = 200) -> None:
                     await pilot.pause(0.2)
                 print(f"grid (real flowd, {SIZE[0]}x{SIZE[1]}): open the DAG view to the newest {per_page} runs "
                       f"drawn: median {ms(statistics.median(opens))}")
-                print(f"grid (real flowd): one page back ({per_page} runs.get + rebuild + paint): "
+                print(f"grid (real flowd): one page back (runs.grid of {per_page} runs + show + paint): "
                       f"median {ms(statistics.median(pages))}, max {ms(max(pages))} over {len(pages)} pages")
         asyncio.run(main())
     finally:
@@ -166,7 +172,7 @@ def bench_grid_widget(runs: int = 200, tasks: int = 50) -> None:
                 await pilot.pause()
                 shows.append(time.perf_counter() - t)
                 t = time.perf_counter()
-                grid.move_cursor(column=0, row=tasks - 1)
+                grid.select(run_list[0]["run_id"], task_ids[-1])
                 await pilot.pause()
                 scrolls.append(time.perf_counter() - t)
                 t = time.perf_counter()
@@ -174,7 +180,7 @@ def bench_grid_widget(runs: int = 200, tasks: int = 50) -> None:
                     grid.set_state(run_list[-1]["run_id"], task, "running")
                 await pilot.pause()
                 updates.append(time.perf_counter() - t)
-        print(f"grid widget ({runs} runs x {tasks} tasks in one table, no socket): show + paint "
+        print(f"grid widget ({runs} runs x {tasks} tasks at once, no socket): show + paint "
               f"median {ms(statistics.median(shows))}; jump to the far corner + paint "
               f"{ms(statistics.median(scrolls))}; {tasks} cells updated in place + paint "
               f"{ms(statistics.median(updates))}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flow.protocol import ProtocolError
 
+from .handlers_grid import runs_grid
 from .handlers_logs import logs_follow, logs_read
 from .handlers_ops import db_clean, ops_status
 from .handlers_resources import last_run_peaks, run_resources, run_wait_reasons, status_resources, tasks_stats
@@ -230,6 +231,7 @@ HANDLERS: dict[str, Handler] = {
     "dags.trigger": dags_trigger,
     "runs.list": runs_list,
     "runs.get": runs_get,
+    "runs.grid": runs_grid,
     "tasks.clear": tasks_clear,
     "tasks.mark": tasks_mark,
     "tasks.retry": tasks_retry,

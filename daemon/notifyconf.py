@@ -22,7 +22,7 @@ FORMATS = ("json", "slack")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _COMMON = {"type", "retries", "retry_delay", "timeout"}
 _KEYS = {
-    "smtp": _COMMON | {"host", "port", "security", "user", "password_file", "from", "default", "to"},
+    "smtp": _COMMON | {"host", "port", "security", "user", "password_file", "from", "default", "to", "ca_file"},
     "webhook": _COMMON | {"url", "headers", "format"},
 }
 
@@ -40,6 +40,8 @@ class NotifierConf:
     security: str = "starttls"
     user: str | None = None
     password_file: str | None = None
+    ca_file: str | None = None
+    """PEM certificates to trust for the server's TLS certificate (a private CA); else the system's."""
     sender: str = ""
     default: bool = False
     to: tuple[str, ...] = ()
@@ -51,7 +53,7 @@ class NotifierConf:
     def smtp_json(self) -> dict[str, Any]:
         """What a worker needs to send mail (EmailOperator): the password stays in its file."""
         return {"name": self.name, "host": self.host, "port": self.port, "security": self.security,
-                "user": self.user, "password_file": self.password_file, "from": self.sender,
+                "user": self.user, "password_file": self.password_file, "from": self.sender, "ca_file": self.ca_file,
                 "timeout": self.timeout}
 
     def describe(self) -> str:
@@ -129,6 +131,11 @@ def parse_notifier(name: str, table: Any, path: str) -> NotifierConf:
         to = [to] if isinstance(to, str) else to
         if not isinstance(to, list) or not all(isinstance(a, str) and "@" in a for a in to):
             raise _fail(name, path, f"to must be an e-mail address or a list of them, not {json.dumps(to)}")
+        ca_file = table.get("ca_file")
+        if ca_file is not None:
+            ca_file = _str(name, path, "ca_file", ca_file)
+            if security == "none":
+                raise _fail(name, path, "ca_file needs security = \"starttls\" or \"ssl\"")
         default = table.get("default", False)
         if not isinstance(default, bool):
             raise _fail(name, path, f"default must be true or false, not {json.dumps(default)}")
@@ -137,6 +144,7 @@ def parse_notifier(name: str, table: Any, path: str) -> NotifierConf:
             port=_int(name, path, "port", table.get("port", port_default), 1, 65535), security=security,
             user=None if user is None else _str(name, path, "user", user),
             password_file=None if password_file is None else _str(name, path, "password_file", password_file),
+            ca_file=ca_file,
             sender=_str(name, path, "from", table.get("from")), default=default, to=tuple(to), **common)
     if "url" not in table:
         raise _fail(name, path, "url is required for a webhook")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from flow.planner import relatives
+from flow.dagindex import relatives
 from flow.states import ACTIVE, RunState, TaskState
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ import signal
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from flow.planner import branch_skips, on_try_finished, short_circuit_skips
+from flow.dagindex import branch_skips, short_circuit_skips
+from flow.planner import on_try_finished
 from flow.states import TaskState
 
 from .alerts import alert_for

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .models import dag_run, task_try, try_resources
+from .models import dag_run, task_instance, task_try, try_resources
 
 FIGURES = ("cpu_user", "cpu_system", "peak_rss", "avg_cpu_percent", "peak_cpu_percent", "read_bytes",
            "write_bytes", "wall", "max_procs", "max_threads", "series")
@@ -76,3 +76,26 @@ class ResourceReads:
             with self._read() as conn:
                 out.update({k: int(v) for k, v in conn.execute(stmt) if v is not None})
         return out
+
+    def grid_cells(self, run_keys: Iterable[int]) -> list[dict[str, Any]]:
+        """Every task instance of these runs with its last try's peak RSS, in one query.
+
+        Joined on the task instance's own try_number, so an older try's figures never stand in
+        for the current one; the console's grid needs nothing else to draw a page.
+        """
+        keys = list(run_keys)
+        if not keys:
+            return []
+        ti = task_instance.c
+        stmt = (
+            sa.select(ti.dag_run_id, ti.task_id, ti.state, ti.try_number, ti.max_tries, ti.duration,
+                      try_resources.c.peak_rss)
+            .select_from(task_instance)
+            .outerjoin(try_resources, sa.and_(
+                try_resources.c.dag_run_id == ti.dag_run_id, try_resources.c.task_id == ti.task_id,
+                try_resources.c.try_number == ti.try_number))
+            .where(ti.dag_run_id.in_(keys))
+            .order_by(ti.dag_run_id, ti.id)
+        )
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]

@@ -55,14 +55,18 @@ def send_mail(conf: dict[str, Any], mail: dict[str, Any]) -> None:
     rcpt = list(dict.fromkeys([*mail["to"], *(mail.get("cc") or []), *(mail.get("bcc") or [])]))
     timeout = float(conf.get("timeout") or 10.0)
     try:
+        context = ssl.create_default_context(cafile=conf.get("ca_file") or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise MailError(f"{where}: cannot use ca_file {conf.get('ca_file')}: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
         if conf["security"] == "ssl":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(conf["host"], conf["port"], timeout=timeout,
-                                                  context=ssl.create_default_context())
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(conf["host"], conf["port"], timeout=timeout, context=context)
         else:
             smtp = smtplib.SMTP(conf["host"], conf["port"], timeout=timeout)
         with smtp:
             if conf["security"] == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
             if conf.get("user"):
                 smtp.login(conf["user"], password or "")
             refused = smtp.send_message(msg, from_addr=conf["from"], to_addrs=rcpt)

@@ -228,6 +228,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("runs.list", "viewer", (_DAG, _p("limit", "int", default=25, min=1, max=1000),
                                    _p("before", "datetime"))),
     Method("runs.get", "viewer", (_DAG, _RUN)),
+    Method("runs.grid", "viewer", (_DAG, _p("limit", "int", default=25, min=1, max=200),
+                                   _p("before", "datetime"))),
     Method("tasks.clear", "operator", (_DAG, _RUN, _p("task_ids", "str_list"), _DOWN, _UP,
                                        _p("failed_only", "bool", default=False), _DRY),
            dry_run_for_viewers=True),

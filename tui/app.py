@@ -6,14 +6,28 @@ import argparse
 import asyncio
 import os
 import sys
+import time
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widgets import HelpPanel
 
+from flow.tui import config
 from flow.tui.client import ClientError, FlowClient, open_connection, resolve_socket
+from flow.tui.commands import VIEWS, flow_commands
+from flow.tui.dialogs.jump import JumpDialog
+from flow.tui.screens.audit import AuditScreen
 from flow.tui.screens.dag_list import DagListScreen
+from flow.tui.screens.import_errors import ImportErrorsScreen
+from flow.tui.screens.logs import LogScreen
+from flow.tui.screens.status import StatusScreen
+
+SCREENS_BY_NAME: dict[str, type[Screen]] = {"errors": ImportErrorsScreen, "status": StatusScreen,
+                                            "audit": AuditScreen}
 
 
 class FlowTUI(App):
@@ -24,29 +38,51 @@ class FlowTUI(App):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "keys", "Keys", key_display="?", id="app.keys"),
+        Binding("colon", "jump", "Jump", key_display=":", id="app.jump"),
+        Binding("z", "toggle_utc", "UTC/local", id="app.utc"),
     ]
+    utc: reactive[bool] = reactive(False)
+    """Every screen formats times through flow.tui.timefmt with this flag and watches it."""
 
-    def __init__(self, client: FlowClient) -> None:
+    def __init__(self, client: FlowClient, *, keymap: dict[str, str] | None = None,
+                 warnings: Iterable[str] = (), theme: str | None = None) -> None:
         super().__init__()
         self.client = client
         # Every animated frame is bytes over the operator's ssh link; snap instead (TEXTUAL_ANIMATIONS
         # can turn them back on).
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"
-        self.utc = False  # every screen formats times through flow.tui.timefmt with this flag
-        self.sub_title = f"connecting to {client.path}…"
+        self._link = f"connecting to {client.path}…"
+        self._warnings = list(warnings)
+        self.last_dag_id: str | None = None
+        if keymap:
+            self.set_keymap(keymap)
+        if theme:
+            self.theme = theme
+        self._subtitle()
 
     def on_mount(self) -> None:
         self.client.listeners.append(self)
         self.run_worker(self.client.run(), name="flowd-connection", group="connection", exit_on_error=False)
         self.push_screen(DagListScreen())
+        for warning in self._warnings:
+            self.notify(warning, title="flowtui configuration", severity="warning", timeout=15)
+
+    def _subtitle(self) -> None:
+        zone = "UTC" if self.utc else f"local ({time.strftime('%Z')})"
+        self.sub_title = f"{self._link} · times: {zone}"
+
+    def watch_utc(self) -> None:
+        self._subtitle()
 
     def flow_connected(self, hello: dict[str, Any]) -> None:
         role = hello.get("role", "?")
-        self.sub_title = f"{hello.get('user', '?')} ({role}) @ {hello.get('server', 'flowd')} · {self.client.path}"
+        self._link = f"{hello.get('user', '?')} ({role}) @ {hello.get('server', 'flowd')} · {self.client.path}"
+        self._subtitle()
 
     def flow_disconnected(self, reason: str) -> None:
-        self.sub_title = f"reconnecting… ({reason})"
+        self._link = f"reconnecting… ({reason})"
+        self._subtitle()
         self.notify(reason, title="Lost flowd: reconnecting…", severity="warning")
 
     def flow_event(self, event: dict[str, Any]) -> None:
@@ -63,15 +99,109 @@ class FlowTUI(App):
             return
         self.push_screen(DagViewScreen(dag_id, run_id))
 
+    # -- app-wide keys ----------------------------------------------------------------------------
+
     def action_keys(self) -> None:
         if self.screen.query(HelpPanel):
             self.action_hide_help_panel()
         else:
             self.action_show_help_panel()
 
+    def action_toggle_utc(self) -> None:
+        self.utc = not self.utc
 
-def make_app(socket_path: str) -> FlowTUI:
-    return FlowTUI(FlowClient(socket_path))
+    def action_jump(self, name: str | None = None) -> None:
+        if name:
+            self.jump(name)
+            return
+        if isinstance(self.screen, JumpDialog):
+            return
+        self.push_screen(JumpDialog(list(VIEWS)), lambda name: self.jump(name) if name else None)
+
+    def jump(self, name: str) -> None:
+        """`:name`: the DAG list, the selected DAG's runs, or one of the other views."""
+        if name == "dags":
+            while len(self.screen_stack) > 2 and not isinstance(self.screen, DagListScreen):
+                self.pop_screen()
+        elif name == "runs":
+            self._open_runs()
+        elif name in SCREENS_BY_NAME:
+            if not isinstance(self.screen, SCREENS_BY_NAME[name]):
+                self.push_screen(SCREENS_BY_NAME[name]())
+        else:
+            self.notify(f"no view named {name!r}; the views are " + ", ".join(f":{n}" for n in VIEWS),
+                        title="Jump", severity="warning")
+
+    def _open_runs(self) -> None:
+        dag_id = self.selected_dag()
+        open_dag = getattr(self, "open_dag", None)
+        if open_dag is None:
+            self.notify("DAG view not available in this build", title="Jump", severity="warning")
+        elif dag_id is None:
+            self.notify("select a DAG in the list first", title="Jump", severity="warning")
+        else:
+            open_dag(dag_id)
+
+    def selected_dag(self) -> str | None:
+        """The DAG under the cursor of the DAG list, else the DAG last looked at."""
+        for screen in self.screen_stack:
+            if isinstance(screen, DagListScreen):
+                from flow.tui.widgets.dag_table import DagTable
+                for table in screen.query(DagTable):
+                    return table.selected_dag or self.last_dag_id
+        return self.last_dag_id
+
+    def open_logs(self, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> None:
+        self.last_dag_id = dag_id
+        self.push_screen(LogScreen(dag_id, run_id, task_id, try_number))
+
+    # -- the command palette ------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from flow_commands(self, screen)
+        yield from super().get_system_commands(screen)
+
+    def known_dags(self) -> dict[str, dict[str, Any]]:
+        home = next((s for s in self.screen_stack if isinstance(s, DagListScreen)), None)
+        return dict(home.dags) if home is not None else {}
+
+    def _viewer(self, what: str) -> bool:
+        if self.client.role == "viewer":
+            self.notify(f"you are a viewer: you may not {what} (ask to be added to group 'flow')",
+                        title="Not allowed", severity="warning")
+            return True
+        return False
+
+    async def trigger_dag(self, dag_id: str) -> None:
+        if self._viewer("trigger DAGs"):
+            return
+        try:
+            run = (await self.client.call("dags.trigger", dag_id=dag_id))["run"]
+        except ClientError as exc:
+            self.notify(str(exc), title=f"Cannot trigger {dag_id}", severity="error")
+            return
+        self.notify(f"{run.get('run_id')} ({run.get('state')})", title=f"Triggered {dag_id}")
+
+    async def pause_dag(self, dag_id: str, paused: bool) -> None:
+        word = "pause" if paused else "unpause"
+        if self._viewer("pause or unpause DAGs"):
+            return
+        try:
+            await self.client.call("dags.pause", dag_id=dag_id, paused=paused)
+        except ClientError as exc:
+            self.notify(str(exc), title=f"Cannot {word} {dag_id}", severity="error")
+            return
+        self.notify(f"{dag_id} is {word}d", title=word.capitalize())
+
+
+def make_app(socket_path: str, *, config_file: str | None = None, theme: str | None = None,
+             env: dict[str, str] | None = None) -> FlowTUI:
+    """The console for `socket_path`, with the keys of `[tui.keys]` and the theme applied."""
+    path = config.config_path(config_file)
+    data, warnings = config.read_config(path)
+    keys, more = config.keymap(data, path, config.binding_ids())
+    chosen = config.pick_theme(theme, os.environ if env is None else env)
+    return FlowTUI(FlowClient(socket_path), keymap=keys, warnings=warnings + more, theme=chosen)
 
 
 async def _probe(path: str) -> None:
@@ -84,11 +214,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", metavar="PATH",
                         help="flowd's socket (default: $FLOW_SOCKET, flowd.toml, /run/flowd/flowd.sock "
                              "if present, else $XDG_RUNTIME_DIR/flowd/flowd.sock)")
+    parser.add_argument("--config", metavar="PATH",
+                        help="the flowd.toml to read [tui.keys] (and socket_path) from "
+                             "(default: $FLOW_CONFIG, else ~/.config/flowd/flowd.toml)")
+    parser.add_argument("--theme", choices=sorted(config.THEMES),
+                        help="colours: ansi16 uses the terminal's 16 colours (the default on a 16-colour "
+                             "TERM); NO_COLOR=1 turns colour off")
     args = parser.parse_args(argv)
-    path = resolve_socket(args.socket)
+    path = resolve_socket(args.socket, args.config)
     try:
         asyncio.run(_probe(path))
     except ClientError as exc:
         print(f"flowtui: {exc}", file=sys.stderr)
         sys.exit(1)
-    make_app(path).run()
+    make_app(path, config_file=args.config, theme=args.theme).run()

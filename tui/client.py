@@ -46,17 +46,21 @@ class Listener(Protocol):
     def flow_event(self, event: dict[str, Any]) -> None: ...
 
 
-def _config_socket() -> str | None:
-    """socket_path from the user's flowd.toml, read only if it is there and well formed."""
-    explicit = os.environ.get("FLOW_CONFIG")
+def config_path(explicit: str | None = None) -> Path:
+    """--config, $FLOW_CONFIG, else the user's flowd.toml: the file `flow` and flowd read."""
     if explicit:
-        path = Path(explicit)
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        path = Path(base) / "flowd" / "flowd.toml"
+        return Path(explicit).expanduser()
+    if os.environ.get("FLOW_CONFIG"):
+        return Path(os.environ["FLOW_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "flowd" / "flowd.toml"
+
+
+def _config_socket(config: str | None = None) -> str | None:
+    """socket_path from the user's flowd.toml, read only if it is there and well formed."""
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+        data = tomllib.loads(config_path(config).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     table = data.get("flowd")
     value = table.get("socket_path") if isinstance(table, dict) else None
@@ -64,13 +68,13 @@ def _config_socket() -> str | None:
     return str(Path(value).expanduser()) if isinstance(value, str) and value else None
 
 
-def resolve_socket(flag: str | None = None) -> str:
-    """--socket, $FLOW_SOCKET, flowd.toml, the system socket if present, else the user's runtime dir."""
+def resolve_socket(flag: str | None = None, config: str | None = None) -> str:
+    """--socket, $FLOW_SOCKET, flowd.toml (or --config), the system socket if present, else the user's runtime dir."""
     if flag:
         return flag
     if os.environ.get("FLOW_SOCKET"):
         return os.environ["FLOW_SOCKET"]
-    configured = _config_socket()
+    configured = _config_socket(config)
     if configured:
         return configured
     if os.path.exists(SYSTEM_SOCKET):

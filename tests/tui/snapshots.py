@@ -9,6 +9,8 @@ straight in its database, before the console attaches.
 
 from __future__ import annotations
 
+import fcntl
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -55,11 +57,12 @@ def _wait_runs_done(client: Client, dag_id: str, count: int, timeout: float = 60
 
 
 def freeze_history(db_url: str) -> None:
-    """Give every run, task instance and try fixed times, host and pid, derived from its logical date."""
+    """Give every run, task instance and try fixed times, host, pid and figures, from its logical date."""
     engine = sa.create_engine(db_url)
     meta = sa.MetaData()
     meta.reflect(engine)
     runs, tis, tries = meta.tables["dag_run"], meta.tables["task_instance"], meta.tables["task_try"]
+    figures = meta.tables["try_resources"]
     with engine.begin() as conn:
         for run in conn.execute(sa.select(runs)).mappings():
             start = run["logical_date"].replace(tzinfo=UTC) + timedelta(hours=1)
@@ -77,12 +80,29 @@ def freeze_history(db_url: str) -> None:
                                                   tries.c.task_id == ti["task_id"]).values(
                     start_date=t0, end_date=t0 + timedelta(seconds=2), duration=2.0, hostname="flowhost",
                     pid=4242))
+                conn.execute(figures.update().where(figures.c.dag_run_id == run["id"],
+                                                    figures.c.task_id == ti["task_id"]).values(
+                    peak_rss=(4 + i) * 1048576, wall=2.0, cpu_user=0.01, cpu_system=0.01, series=None))
     engine.dispose()
+
+
+def freeze_logs(folder: Path) -> None:
+    """The runner's own lines carry the start time, pid and run time: give them the frozen ones."""
+    for path in folder.rglob("*.log"):
+        text = path.read_text()
+        text = re.sub(r"started \S+ pid \d+", "started 2026-01-01T01:00:00+00:00 pid 4242", text)
+        text = re.sub(r"after \d+\.\d+s", "after 2.00s", text)
+        path.write_text(text)
 
 
 @pytest.fixture(scope="module")
 def snapshot_flowd() -> Iterator[Flowd]:
-    """flowd at a fixed socket path with example_xcom and `diamond`: three runs each, one failed."""
+    """flowd at a fixed socket path with example_xcom and `diamond`: three runs each, one failed.
+
+    The path is fixed (the header shows it), so two test runs on one machine take turns by a lock.
+    """
+    lock = open("/tmp/flowtui-snapshots.lock", "w")  # noqa: SIM115 - held for the fixture's lifetime
+    fcntl.flock(lock, fcntl.LOCK_EX)
     shutil.rmtree(BASE, ignore_errors=True)
     (BASE / "dags").mkdir(parents=True)
     (BASE / "home").mkdir()
@@ -107,10 +127,12 @@ def snapshot_flowd() -> Iterator[Flowd]:
             for dag_id in ("example_xcom", "diamond"):
                 _wait_runs_done(client, dag_id, 3)
         freeze_history(f.db_url)
+        freeze_logs(Path(f.log_folder))
         yield f
     finally:
         f.cleanup()
         shutil.rmtree(BASE, ignore_errors=True)
+        lock.close()
 
 
 @pytest.fixture

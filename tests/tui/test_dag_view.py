@@ -65,10 +65,7 @@ def state(app: FlowTUI, run_id: str | None, task_id: str) -> str:
     """The glyph the grid shows for (run, task), '' when there is no such cell (yet)."""
     if not isinstance(app.screen, DagViewScreen) or run_id is None:
         return ""
-    grid = app.screen.query_one(RunGrid)
-    if run_id not in grid.runs or task_id not in grid.tasks:
-        return ""
-    return str(grid.get_cell(task_id, run_id)).strip()
+    return app.screen.query_one(RunGrid).cell_text(run_id, task_id)
 
 
 def tries(flowd: Flowd, dag_id: str, run_id: str) -> dict[str, int]:
@@ -97,7 +94,7 @@ def test_enter_opens_the_grid_and_t_triggers_a_run_that_succeeds_cell_by_cell(fl
         await until(pilot, lambda: len(grid.runs) == 1, "the new run's column")
         run_id = grid.runs[0]
         await until(pilot, lambda: all(state(app, run_id, t) == "✔" for t in grid.tasks), "three ✔ cells")
-        await until(pilot, lambda: str(grid.columns[grid.runs[0]].label).startswith(" ✔ M"),
+        await until(pilot, lambda: grid.header(grid.runs[0]).startswith("✔ M"),
                     "the header to show a successful manual run")
         assert grid.selected == (run_id, grid.selected[1])
         info = str(screen.query_one("#cell-info").render())
@@ -110,7 +107,7 @@ async def finished_run(pilot: Pilot, app: FlowTUI, flowd: Flowd, dag_id: str, gl
     """Trigger through the protocol (as another operator would) and wait for the grid to show it done."""
     run_id = call(flowd, "dags.trigger", dag_id=dag_id)["run"]["run_id"]
     grid = view(app).query_one(RunGrid)
-    await until(pilot, lambda: str(grid.columns[grid.runs[-1]].label).strip().startswith(glyph)
+    await until(pilot, lambda: grid.header(grid.runs[-1]).startswith(glyph)
                 if run_id in grid.runs else False, f"the pushed run {run_id} to finish with {glyph}")
     return run_id
 
@@ -169,7 +166,7 @@ def test_r_retries_the_failed_tasks_of_a_run_after_confirming_the_list(flowd: Fl
                     "the retried run to succeed in the grid")
         assert tries(flowd, "needs_marker", run_id) == {"first": 1, "check": 2, "after": 1}
         assert call(flowd, "runs.get", dag_id="needs_marker", run_id=run_id)["run"]["state"] == "success"
-        await until(pilot, lambda: str(screen.query_one(RunGrid).columns[run_id].label).strip().startswith("✔"),
+        await until(pilot, lambda: screen.query_one(RunGrid).header(run_id).startswith("✔"),
                     "the run header to show success")
     run_app(flowd, body)
 

@@ -10,7 +10,11 @@ import pytest
 from textual.pilot import Pilot
 
 from flow.tui.app import make_app
+from flow.tui.dialogs.clear import ClearDialog
+from flow.tui.screens.dag_view import DagViewScreen
+from flow.tui.widgets.dag_graph import DagGraph
 from flow.tui.widgets.dag_table import DagTable
+from flow.tui.widgets.run_grid import RunGrid
 from tests.daemon.conftest import Flowd
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -33,3 +37,59 @@ async def dag_list_loaded(pilot: Pilot) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_dag_list(snap_compare, snapshot_flowd: Flowd, frozen, size):
     assert snap_compare(make_app(snapshot_flowd.socket_path), terminal_size=size, run_before=dag_list_loaded)
+
+
+async def _until(pilot: Pilot, check, what: str) -> None:
+    for _ in range(600):
+        if check():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def diamond_grid(pilot: Pilot) -> None:
+    """The diamond DAG's view with its three runs; the cursor on the newest (failed) run's first task."""
+    app = pilot.app
+    await _until(pilot, lambda: app.client.connected, "the connection")
+    app.open_dag("diamond")
+    await _until(pilot, lambda: isinstance(app.screen, DagViewScreen) and len(app.screen.grid.runs) == 3
+                 and all(app.screen.grid.header(r).startswith(("✔", "✘")) for r in app.screen.grid.runs),
+                 "the grid's three finished runs")
+    await pilot.pause()
+
+
+async def diamond_graph(pilot: Pilot) -> None:
+    await diamond_grid(pilot)
+    await pilot.press("g")
+    await _until(pilot, lambda: pilot.app.focused is pilot.app.screen.query_one(DagGraph), "the graph")
+    await pilot.pause()
+
+
+async def clear_dialog(pilot: Pilot) -> None:
+    """Clear `clean` of the failed run with downstream on: the dry run lists clean and load."""
+    await diamond_grid(pilot)
+    grid = pilot.app.screen.query_one(RunGrid)
+    grid.select(grid.runs[-1], "clean")
+    await pilot.press("c")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, ClearDialog), "the clear dialog")
+    dialog = pilot.app.screen
+    await _until(pilot, lambda: dialog.affected is not None, "the first dry run")
+    await pilot.press("d")
+    await _until(pilot, lambda: dialog.shown_for == dialog.current_params()
+                 and [ti["task_id"] for ti in dialog.affected or []] == ["clean", "load"], "the downstream dry run")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dag_view_grid(snap_compare, snapshot_flowd: Flowd, frozen, size):
+    assert snap_compare(make_app(snapshot_flowd.socket_path), terminal_size=size, run_before=diamond_grid)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dag_view_graph(snap_compare, snapshot_flowd: Flowd, frozen, size):
+    assert snap_compare(make_app(snapshot_flowd.socket_path), terminal_size=size, run_before=diamond_graph)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_clear_dialog(snap_compare, snapshot_flowd: Flowd, frozen, size):
+    assert snap_compare(make_app(snapshot_flowd.socket_path), terminal_size=size, run_before=clear_dialog)

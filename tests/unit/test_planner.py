@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flow.planner import branch_skips, on_try_finished, plan
+from flow.dagindex import branch_skips
+from flow.planner import on_try_finished, plan
 from flow.plantypes import DagDef, Decisions, RunView, Snapshot, TaskDef, TIView
 from flow.states import RunState, TaskState, check_run_transition, check_task_transition
 

@@ -11,7 +11,7 @@ import weakref
 
 import pytest
 
-from flow.planner import branch_skips, dag_index, relatives, short_circuit_skips
+from flow.dagindex import branch_skips, dag_index, relatives, short_circuit_skips
 from flow.planner import evaluate_trigger_rule as planner_evaluate
 from flow.plantypes import DagDef, TaskDef
 from flow.states import TaskState

@@ -47,6 +47,7 @@ class DagListScreen(ActionsMixin, Screen):
         Binding("f", "only('failed')", "Failing", id="dag_list.failing"),
         Binding("r", "only('running')", "Running", id="dag_list.running"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="dag_list.clear_filter"),
+        Binding("e", "app.jump('errors')", "Import errors", id="dag_list.import_errors"),
     ]
 
     def __init__(self) -> None:
@@ -156,7 +157,7 @@ class DagListScreen(ActionsMixin, Screen):
         self.import_errors = count
         banner = self.query_one("#import-errors", Static)
         plural = "s" if count != 1 else ""
-        banner.update(f"⚠ {count} DAG file{plural} failed to import: see `flow dags list-import-errors`")
+        banner.update(f"⚠ {count} DAG file{plural} failed to import: press e to see why")
         banner.display = count > 0
 
     # -- actions --------------------------------------------------------------------------------

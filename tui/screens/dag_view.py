@@ -1,9 +1,9 @@
 """One DAG: its runs as a grid, or its structure as a graph (`g` switches), live from flowd's events.
 
-A page of the newest runs is loaded once (runs.list, then runs.get per run, concurrently); after
-that a `ti` event rewrites one cell at once and marks its run dirty, and one refresher task turns
-the dirty set into runs.get calls for the details (dates, tries) the event does not carry. Paging
-(`[` older, `]` newer) loads another page with `before`; nothing ever loads every run.
+A page of the newest runs is loaded with one runs.grid call (every cell of the page at once);
+after that a `ti` event rewrites one cell at once and marks its run dirty, and one refresher task
+turns the dirty set into runs.get calls for the details (dates, tries, figures) the event does not
+carry. Paging (`[` older, `]` newer) loads another page with `before`; nothing ever loads every run.
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Static
+from textual.widgets import ContentSwitcher, Footer, Header, Static
 
 from flow.states import GLYPHS
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.timefmt import clock, duration
+from flow.tui.widgets import heat
 from flow.tui.widgets.dag_graph import DagGraph
 from flow.tui.widgets.run_grid import RunGrid, page_size
 
@@ -28,6 +30,7 @@ class DagViewScreen(ActionsMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="dag_view.back"),
         Binding("g", "switch", "Grid/graph", id="dag_view.switch"),
+        Binding("v", "cells", "State/time/mem", id="dag_view.cells"),
         Binding("enter", "detail", "Detail", show=False, id="dag_view.detail"),
         Binding("l", "logs", "Logs", id="dag_view.logs"),
         Binding("t", "trigger", "Trigger", id="dag_view.trigger"),
@@ -60,6 +63,8 @@ class DagViewScreen(ActionsMixin, Screen):
         self._dirty: set[str] = set()
         self._full = False
         self._wake = asyncio.Event()
+        self.grid = RunGrid(id="grid")
+        self.graph = DagGraph(id="graph")
 
     # -- layout -----------------------------------------------------------------------------------
 
@@ -67,18 +72,12 @@ class DagViewScreen(ActionsMixin, Screen):
         yield Header()
         yield Static(self.dag_id, id="dag-header")
         with ContentSwitcher(initial="grid", id="dag-body"):
-            yield RunGrid(id="grid")
-            yield DagGraph(id="graph")
+            yield self.grid
+            yield self.graph
+        yield Static("", id="grid-legend")
         yield Static("", id="cell-info")
         yield Footer()
 
-    @property
-    def grid(self) -> RunGrid:
-        return self.query_one(RunGrid)
-
-    @property
-    def graph(self) -> DagGraph:
-        return self.query_one(DagGraph)
 
     @property
     def mode(self) -> str:
@@ -183,23 +182,21 @@ class DagViewScreen(ActionsMixin, Screen):
                     self._wake.set()
                     await asyncio.sleep(0.5)
 
-    async def _fetch_run(self, run_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        reply = await self.flow_app.client.call("runs.get", dag_id=self.dag_id, run_id=run_id)
-        tis = {str(ti.get("task_id")): ti for ti in reply.get("task_instances") or [] if isinstance(ti, dict)}
-        return reply.get("run") or {}, tis
-
     async def _refetch(self, run_id: str) -> None:
         """Bring one run's details up to date and rewrite only the cells that changed."""
-        run, tis = await self._fetch_run(run_id)
+        reply = await self.flow_app.client.call("runs.get", dag_id=self.dag_id, run_id=run_id)
         if run_id not in self.runs:
             return
-        self.runs[run_id].update(run)
+        self.runs[run_id].update(reply.get("run") or {})
+        tis = {str(ti.get("task_id")): ti for ti in reply.get("task_instances") or [] if isinstance(ti, dict)}
         self.tis[run_id] = tis
         self.grid.set_run(self.runs[run_id])
         for task_id, ti in tis.items():
             if task_id not in self.grid.tasks:
                 self.grid.add_task(task_id)
-            self.grid.set_state(run_id, task_id, ti.get("state"))
+            last = (ti.get("tries") or [{}])[-1].get("resources") or {}
+            self.grid.set_cell(run_id, task_id, {"state": ti.get("state"), "duration": ti.get("duration"),
+                                                 "peak_rss": last.get("peak_rss")})
             if run_id == self.graph_run:
                 self.graph.set_state(task_id, ti.get("state"))
         self._describe()
@@ -214,22 +211,23 @@ class DagViewScreen(ActionsMixin, Screen):
         params: dict[str, Any] = {"dag_id": self.dag_id, "limit": page_size(self.size.width or 80)}
         if before:
             params["before"] = before
-        listed = [r for r in (await client.call("runs.list", **params)).get("runs") or [] if isinstance(r, dict)]
+        page = await client.call("runs.grid", **params)
+        listed = [r for r in page.get("runs") or [] if isinstance(r, dict)]
         if before and not listed and len(self.befores) > 1:
             self.befores.pop()
             self.notify("there are no older runs", title="Oldest")
             self._show_header()
             return
-        fetched = await asyncio.gather(*(self._fetch_run(str(r["run_id"])) for r in listed))
         runs = list(reversed(listed))
+        cells = page.get("cells") or {}
         self.runs = {str(r["run_id"]): r for r in runs}
-        self.tis = {str(run["run_id"]): tis for run, (_, tis) in zip(listed, fetched, strict=True)}
+        self.tis = {run_id: {str(t): {"task_id": t, **c} for t, c in (cells.get(run_id) or {}).items()}
+                    for run_id in self.runs}
         extra = [t for tis in self.tis.values() for t in tis if t not in self.tasks]
         keep_run, keep_task = self.grid.selected
         if self.follow in self.runs:
             keep_run = self.follow
-        states = {run_id: {t: ti.get("state") for t, ti in tis.items()} for run_id, tis in self.tis.items()}
-        self.grid.show(self.tasks + list(dict.fromkeys(extra)), runs, states, keep=(keep_run, keep_task))
+        self.grid.show(self.tasks + list(dict.fromkeys(extra)), runs, self.tis, keep=(keep_run, keep_task))
         self._show_header()
         self._sync_graph()
         self._describe()
@@ -264,30 +262,36 @@ class DagViewScreen(ActionsMixin, Screen):
         return self.grid.selected
 
     def _describe(self) -> None:
+        self._show_legend()
         run_id, task_id = self.selection()
-        info = self.query_one("#cell-info", Static)
         run = self.runs.get(run_id or "")
         if run is None:
-            info.update("no runs yet · t triggers one" if not self.runs else "")
+            self._say("no runs yet · t triggers one" if not self.runs else "")
             return
         utc = bool(getattr(self.app, "utc", False))
         when = clock(run.get("logical_date"), utc=utc)
         head = f"logical {when} · {run.get('run_type')} run {run.get('state')} · {run_id}"
         ti = self.tis.get(run_id or "", {}).get(task_id or "")
         if task_id is None or ti is None:
-            info.update(f"{task_id or ''} · {head}")
+            self._say(f"{task_id or ''} · {head}")
             return
         state = str(ti.get("state") or "none")
         tries = f"try {ti.get('try_number') or 0}/{ti.get('max_tries') or '?'}"
-        took = duration(ti.get("duration"))
+        peak = (self.grid.cells.get(run_id or "", {}).get(task_id) or {}).get("peak_rss")
+        figures = duration(ti.get("duration")) + (f" · peak {heat.compact_bytes(peak)}" if peak else "")
         wait = f" · waiting: {ti['wait_reason']}" if ti.get("wait_reason") else ""
-        info.update(f"[b]{task_id}[/b] {GLYPHS.get(state, '?')} {state} · {tries} · {took} · {head}{wait}")
+        flag = self.grid.flag(run_id, task_id)
+        text = f"[b]{task_id}[/b] {GLYPHS.get(state, '?')} {state} · {tries} · {figures} · {head}{wait}"
+        self._say(escape(flag) + " · " + text if flag else text)
 
-    def on_data_table_cell_highlighted(self, event: DataTable.CellHighlighted) -> None:
+    def _say(self, text: str) -> None:
+        """Every pushed event describes the cell again; an unchanged line costs no terminal bytes."""
+        info = self.query_one("#cell-info", Static)
+        if info.content != text:
+            info.update(text)
+
+    def on_run_grid_moved(self, event: RunGrid.Moved) -> None:
         self._describe()
-
-    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
-        self.action_detail()
 
     def on_dag_graph_moved(self, event: DagGraph.Moved) -> None:
         self._describe()
@@ -314,6 +318,18 @@ class DagViewScreen(ActionsMixin, Screen):
     def initial_conf(self, dag_id: str) -> dict[str, Any]:
         params = (self.dag.get("serialized") or {}).get("params")
         return dict(params) if isinstance(params, dict) else {}
+
+    def action_cells(self) -> None:
+        """Cycle the grid's cells: state glyphs, then duration, then peak memory as shades."""
+        modes = heat.MODES
+        self.grid.set_mode(modes[(modes.index(self.grid.mode) + 1) % len(modes)])
+        self._describe()
+
+    def _show_legend(self) -> None:
+        legend, text = self.query_one("#grid-legend", Static), self.grid.legend()
+        if legend.content != escape(text):
+            legend.update(escape(text))
+        legend.display = self.mode == "grid" and self.grid.mode != "state"
 
     def action_switch(self) -> None:
         switcher = self.query_one(ContentSwitcher)

@@ -19,9 +19,11 @@ from flow.states import GLYPHS
 from flow.tui import timefmt
 from flow.tui.timefmt import clock, relative
 from flow.tui.timefmt import parse as _parse
+from flow.tui.widgets.heat import compact_bytes
 
 COLUMNS = (("paused", "Paused"), ("dag_id", "DAG"), ("tags", "Tags"), ("owner", "Owner"),
-           ("schedule", "Schedule"), ("last_run", "Last run"), ("next_run", "Next run"), ("recent", "Recent tasks"))
+           ("schedule", "Schedule"), ("last_run", "Last run"), ("peak", "Peak mem"), ("next_run", "Next run"),
+           ("recent", "Recent tasks"))
 
 STATE_STYLES = {
     "success": "green", "failed": "red", "running": "cyan", "queued": "grey62", "scheduled": "grey62",
@@ -60,7 +62,7 @@ def recent_text(counts: Mapping[str, int] | None) -> Text:
     return text
 
 
-def row_cells(dag: Mapping[str, Any], now: datetime) -> dict[str, str | Text]:
+def row_cells(dag: Mapping[str, Any], now: datetime, utc: bool = False) -> dict[str, str | Text]:
     """The text of each column for one DAG summary (docs/protocol.md)."""
     paused = Text("⏸ paused", style="yellow") if dag.get("is_paused") else Text("● active", style="green")
     if not dag.get("is_active", True):
@@ -72,7 +74,8 @@ def row_cells(dag: Mapping[str, Any], now: datetime) -> dict[str, str | Text]:
         "owner": str(dag.get("owner") or ""),
         "schedule": str(dag.get("schedule_text") or dag.get("schedule") or "manual only"),
         "last_run": last_run_text(dag.get("last_run"), now),
-        "next_run": next_run_text(dag.get("next_run")),
+        "peak": Text(compact_bytes(dag.get("last_run_peak_rss")), justify="right"),
+        "next_run": next_run_text(dag.get("next_run"), utc=utc),
         "recent": recent_text(dag.get("recent")),
     }
 
@@ -84,8 +87,15 @@ class DagTable(DataTable):
         self._drawn: dict[str, dict[str, Any]] = {}
         self.cursor_type = "row"
         self.zebra_stripes = True
+        self._shown: list[Mapping[str, Any]] = []
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+        if hasattr(self.app, "utc"):
+            self.watch(self.app, "utc", lambda _: self.show(self._shown, refresh=True), init=False)
+
+    @property
+    def utc(self) -> bool:
+        return bool(getattr(self.app, "utc", False))
 
     @property
     def dag_ids(self) -> list[str]:
@@ -102,10 +112,11 @@ class DagTable(DataTable):
         """Make the rows exactly `dags`, in order, keeping the cursor on the same DAG.
 
         Rows whose summary has not changed since it was drawn are skipped unless `refresh` (the
-        relative times age), so a keystroke in the filter over 1,000 DAGs costs little.
+        relative times age, or the UTC switch flipped), so a keystroke in the filter over 1,000
+        DAGs costs little.
         """
         now = now or timefmt.now()
-        wanted = list(dags)
+        wanted = self._shown = list(dags)
         ids = [str(d["dag_id"]) for d in wanted]
         if ids == self.dag_ids:
             for dag in wanted:
@@ -116,7 +127,7 @@ class DagTable(DataTable):
         self.clear()
         self._drawn.clear()
         for dag in wanted:
-            cells = row_cells(dag, now)
+            cells = row_cells(dag, now, self.utc)
             self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(dag["dag_id"]))
             self._drawn[str(dag["dag_id"])] = dict(dag)
         if keep in ids:
@@ -129,7 +140,7 @@ class DagTable(DataTable):
             self.get_row_index(key)
         except RowDoesNotExist:
             return False
-        for column, value in row_cells(dag, now or timefmt.now()).items():
+        for column, value in row_cells(dag, now or timefmt.now(), self.utc).items():
             if str(self.get_cell(key, column)) != str(value):
                 self.update_cell(key, column, value, update_width=True)
         self._drawn[key] = dict(dag)
