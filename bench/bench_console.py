@@ -5,8 +5,11 @@ paint   spawn `flowtui` in a pseudo-terminal (120x40) until the first DAG id is 
 list    1,000 DAGs (one generated file) in a pseudo-terminal: open (spawn until rows are painted),
         filter (typing `dag_0999` until the filter line is painted with the one row), scroll
         (20 page-downs and `ctrl+end` until the last DAG is painted).
-churn   50 one-second tasks re-run continuously while flowtui shows the DAG list (and then the
-        DAG's grid) in a pseudo-terminal: bytes flowtui writes to the terminal per second.
+churn   50 one-second tasks re-run continuously (a new run every second or two) while flowtui
+        shows the DAG list (and then the DAG's grid) in a pseudo-terminal: bytes flowtui writes to
+        the terminal per second.
+steady  the grid of 5 runs whose tasks keep changing (about 100 state changes a second) while no
+        run column comes or goes: the same figure.
 
     .venv/bin/python bench/bench_console.py [--paints 5] [--churn 15]
 """
@@ -50,6 +53,14 @@ from flow.operators import BashOperator
 with DAG("churn", schedule=None, max_active_tasks=64, max_active_runs=4) as d:
     for i in range(50):
         BashOperator(task_id=f"t{i:02d}", bash_command="sleep 1", do_xcom_push=False)
+"""
+STEADY = """
+from flow import DAG, chain
+from flow.operators import BashOperator
+with DAG("steady", schedule=None, max_active_tasks=64, max_active_runs=8) as d:
+    for c in range(10):
+        chain(*[BashOperator(task_id=f"c{c}_{i:02d}", bash_command="sleep 1", do_xcom_push=False)
+                for i in range(40)])
 """
 
 
@@ -200,11 +211,38 @@ def bench_churn(base: Path, seconds: float) -> None:
         flowd.stop()
 
 
+def bench_steady(base: Path, seconds: float) -> None:
+    """The grid while 5 runs already on screen work through 10 chains of one-second tasks each:
+    about 50 tasks start and 50 finish every second, and no run column comes or goes."""
+    flowd = fresh_flowd(base, {"steady.py": STEADY})
+    try:
+        wait_dags(flowd.sock_path, 1)
+        with Client.connect(flowd.sock_path) as client:
+            client.call("dags.pause", dag_id="steady", paused=False)
+            for _ in range(5):
+                client.call("dags.trigger", dag_id="steady")
+            term = Terminal(flowd.sock_path)
+            term.wait_for(b"steady")
+            term.send(b"\r")
+            term.read(3.0)
+            before = client.call("status")
+            t0 = time.perf_counter()
+            total = term.read(seconds)
+            elapsed = time.perf_counter() - t0
+            done = sum(1 for r in client.call("runs.list", dag_id="steady")["runs"] if r["state"] != "running")
+            print(f"steady DAG grid: {total / elapsed / 1024:.1f} KiB/s written to the terminal over {elapsed:.0f} s "
+                  f"while 5 runs x 10 chains of one-second tasks ran ({before['running']} tasks running at the "
+                  f"start, {done} runs finished early)")
+            term.close()
+    finally:
+        flowd.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paints", type=int, default=5)
     ap.add_argument("--churn", type=float, default=15.0, help="seconds of churn per view")
-    ap.add_argument("--only", choices=("paint", "list", "churn"))
+    ap.add_argument("--only", choices=("paint", "list", "churn", "steady"))
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {psutil.cpu_count()} cpus, Python {platform.python_version()}")
     base = Path(tempfile.mkdtemp(prefix="fcb-"))
@@ -215,6 +253,8 @@ def main() -> None:
             bench_list(base / "list")
         if args.only in (None, "churn"):
             bench_churn(base / "churn", args.churn)
+        if args.only in (None, "steady"):
+            bench_steady(base / "steady", args.churn)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
