@@ -21,7 +21,8 @@ import subprocess
 import time
 from types import SimpleNamespace
 
-from flow.daemon.resources import ResourceMonitor, TreeSample, TryStats
+from flow.daemon.resources import ResourceMonitor, TryStats
+from flow.executors.base import TreeSample
 
 DEFAULT_INTERVAL = 2.0
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flow.executors.base import TreeSample
 from flow.units import format_bytes, format_seconds, parse_threshold
 
 from .footprint import Footprint
@@ -38,17 +39,6 @@ MAX_POINTS = 60
 """Points kept per try: one a tick, then pairs merged (and the stride doubled) when full."""
 ADMISSION_MAX_AGE = 0.5
 """Seconds a free-memory reading stays good for admission between ticks."""
-
-
-@dataclass
-class TreeSample:
-    user: float = 0.0
-    system: float = 0.0
-    rss: int = 0
-    read_bytes: int = 0
-    write_bytes: int = 0
-    procs: int = 0
-    threads: int = 0
 
 
 def sum_tree(samples: list[ProcSample]) -> TreeSample:

@@ -19,8 +19,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flow.executors.base import TreeSample
+
     from .engine import Engine
-    from .resources import ResourceMonitor, RunningTry, TreeSample
+    from .resources import ResourceMonitor, RunningTry
 
 log = logging.getLogger("flow.resources")
 
@@ -55,8 +57,6 @@ class RemoteSampling:
 
 async def run_remote(monitor: ResourceMonitor, engine: Engine) -> None:
     """Sample the remote tries every `sample_interval` until cancelled; an error costs one tick."""
-    from .resources import TreeSample  # resources.py imports this module
-
     loop = asyncio.get_running_loop()
     while True:
         interval = float(getattr(monitor.settings, "sample_interval", 2.0) or 2.0)
@@ -73,9 +73,7 @@ async def run_remote(monitor: ResourceMonitor, engine: Engine) -> None:
             if skipped:
                 monitor.remote.skipped += len(skipped)
                 log.debug("remote sample skipped this tick on %s", ", ".join(skipped))
-            samples: dict[str, TreeSample | None] = {
-                ref: TreeSample(t.user, t.system, t.rss, t.read_bytes, t.write_bytes, t.procs, t.threads)
-                if t.procs else None for ref, t in trees.items()}
+            samples: dict[str, TreeSample | None] = {ref: t if t.procs else None for ref, t in trees.items()}
             # a try that ended while its host was sampled is settled already: no figures after that
             still = [r for r in running if r[0] in samples and remote.owns(r[0])]
             for ref, reason in monitor.apply(still, samples):

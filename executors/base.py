@@ -50,6 +50,20 @@ class TaskSpec:
 
 
 @dataclass
+class TreeSample:
+    """One sample of a try's whole process tree, summed: what the resource monitor accumulates,
+    whether it was read from this host's /proc or from a remote host's over SSH."""
+
+    user: float = 0.0
+    system: float = 0.0
+    rss: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
+    procs: int = 0
+    threads: int = 0
+
+
+@dataclass
 class TaskResult:
     ref: str
     pid: int | None

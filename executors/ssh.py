@@ -18,9 +18,9 @@ import logging
 import os
 from typing import Any
 
-from .base import FinishedCallback, StartedCallback, TaskResult, TaskSpec
+from .base import FinishedCallback, StartedCallback, TaskResult, TaskSpec, TreeSample
 from .ssh_pool import Pool
-from .ssh_sample import RemoteItem, RemoteTree, sample_tries
+from .ssh_sample import RemoteItem, sample_tries
 from .ssh_try import AFTER_KILL_WAIT, RemoteTry
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class SSHExecutor:
                 out.append((ref, t.conn, t.tag, t.pgid))
         return out
 
-    def sample(self, items: list[RemoteItem]) -> tuple[dict[str, RemoteTree], list[str]]:
+    def sample(self, items: list[RemoteItem]) -> tuple[dict[str, TreeSample], list[str]]:
         """Blocking, for a worker thread: the figures of these tries, one command per host."""
         return sample_tries(self.pool, items)
 

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .base import TreeSample
+
 if TYPE_CHECKING:
     from .ssh_config import Connection
     from .ssh_pool import Pool
@@ -31,19 +33,6 @@ MAX_WAIT = 10.0
 """Seconds one host's sample may take before the tick gives up on it (bounded by connect_timeout too)."""
 _TAG = re.compile(r"^[0-9a-f]{1,64}$")
 _HIT = re.compile(r"^/proc/(\d+)/environ:FLOW_TRY=([0-9a-f]+)$")
-
-
-@dataclass
-class RemoteTree:
-    """The summed figures of one try's remote processes (the fields of the monitor's TreeSample)."""
-
-    user: float = 0.0
-    system: float = 0.0
-    rss: int = 0
-    read_bytes: int = 0
-    write_bytes: int = 0
-    procs: int = 0
-    threads: int = 0
 
 
 @dataclass
@@ -85,7 +74,7 @@ def sample_script(tries: dict[str, int]) -> str:
     )
 
 
-def parse_sample(text: str, tries: dict[str, int]) -> dict[str, RemoteTree] | None:
+def parse_sample(text: str, tries: dict[str, int]) -> dict[str, TreeSample] | None:
     """{tag: figures} for every try in `tries` (a try with no process left gets procs=0).
 
     None when the output is not the script's (no header, or cut off before `end`): the caller then
@@ -124,7 +113,7 @@ def parse_sample(text: str, tries: dict[str, int]) -> dict[str, RemoteTree] | No
         elif kind == "end":
             break
     by_sid = {sid: tag for tag, sid in tries.items() if sid > 0}
-    out = {tag: RemoteTree() for tag in tries}
+    out = {tag: TreeSample() for tag in tries}
     for pid, p in procs.items():
         tag = tagged.get(pid) or by_sid.get(p.sid)
         if tag is None or tag not in out:
@@ -164,7 +153,7 @@ RemoteItem = tuple[str, "Connection", str, int]
 """(ref, connection, tag, session id) of one running remote try."""
 
 
-def sample_tries(pool: Pool, items: Iterable[RemoteItem]) -> tuple[dict[str, RemoteTree], list[str]]:
+def sample_tries(pool: Pool, items: Iterable[RemoteItem]) -> tuple[dict[str, TreeSample], list[str]]:
     """Blocking (run it in a worker thread): one command per host, hosts in parallel.
 
     Returns the figures by ref, and the names of the hosts skipped this tick (no free session, the
@@ -181,7 +170,7 @@ def sample_tries(pool: Pool, items: Iterable[RemoteItem]) -> tuple[dict[str, Rem
     else:
         with ThreadPoolExecutor(max_workers=min(len(groups), 16), thread_name_prefix="ssh-sample") as ex:
             results = list(ex.map(lambda g: _sample_host(pool, g), groups))
-    out: dict[str, RemoteTree] = {}
+    out: dict[str, TreeSample] = {}
     skipped = []
     for group, got in zip(groups, results, strict=True):
         if got is None:
@@ -191,7 +180,7 @@ def sample_tries(pool: Pool, items: Iterable[RemoteItem]) -> tuple[dict[str, Rem
     return out, skipped
 
 
-def _sample_host(pool: Pool, group: list[RemoteItem]) -> dict[str, RemoteTree] | None:
+def _sample_host(pool: Pool, group: list[RemoteItem]) -> dict[str, TreeSample] | None:
     conn = group[0][1]
     tries = {tag: sid for _ref, _conn, tag, sid in group}
     got = pool.run_if_free(conn, sample_script(tries), min(MAX_WAIT, conn.connect_timeout))
