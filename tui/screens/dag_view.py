@@ -241,7 +241,8 @@ class DagViewScreen(ActionsMixin, Screen):
         page = "newest runs" if len(self.befores) == 1 else f"older runs (page {len(self.befores)}; ] newer)"
         role = " · viewer: read only" if self.flow_app.client.role == "viewer" else ""
         self.query_one("#dag-header", Static).update(
-            f"[b]{self.dag_id}[/b] · {schedule} · {paused} · {len(self.runs)} {page} · {self.mode}{role}")
+            f"[b]{self.dag_id}[/b] · {schedule} · {paused} · {len(self.runs)} {page} · {self.mode}{role}",
+            layout=False)
 
     def _select_run(self, run_id: str) -> None:
         if self.mode == "grid":
@@ -288,7 +289,7 @@ class DagViewScreen(ActionsMixin, Screen):
         """Every pushed event describes the cell again; an unchanged line costs no terminal bytes."""
         info = self.query_one("#cell-info", Static)
         if info.content != text:
-            info.update(text)
+            info.update(text, layout=False)  # one fixed line: a layout pass would repaint the screen
 
     def on_run_grid_moved(self, event: RunGrid.Moved) -> None:
         self._describe()
