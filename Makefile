@@ -57,7 +57,7 @@ test: $(STAMP) lint
 	@need=""; [ -x /usr/sbin/sshd ] || need="openssh-server"; command -v tmux >/dev/null || need="$$need tmux"; \
 	if [ -n "$$need" ] && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; fi
-	$(BIN)/python -m pytest -q -x --durations=10
+	$(BIN)/python -m pytest -q -x -n 4 --dist loadfile --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
