@@ -6,7 +6,6 @@ The audit log has no event of its own, but every change it records is followed b
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -15,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from flow.tui.client import ClientError
+from flow.tui.screens.refetch import Refetching
 from flow.tui.timefmt import clock
 
 if TYPE_CHECKING:
@@ -32,7 +31,10 @@ def params_text(entry: dict[str, Any]) -> str:
     return " ".join(p for p in (target, shown) if p)
 
 
-class AuditScreen(Screen):
+class AuditScreen(Refetching, Screen):
+    WAKE_ON = ("run", "dag", "dags", "resync")
+    PAUSE = 0.5
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="audit.back"),
         Binding("slash", "filter", "Filter", key_display="/", id="audit.filter"),
@@ -42,8 +44,6 @@ class AuditScreen(Screen):
         super().__init__(id="audit-screen")
         self.entries: list[dict[str, Any]] = []
         self.needle = ""
-        self.problem = ""
-        self._wake = asyncio.Event()
 
     @property
     def flow_app(self) -> FlowTUI:
@@ -63,38 +63,15 @@ class AuditScreen(Screen):
             table.add_column(label, key=key)
         table.focus()
         self.watch(self.app, "utc", lambda _: self._redraw(), init=False)
-        self.flow_app.client.listeners.append(self)
-        self.run_worker(self._refresher(), group="audit", exit_on_error=False)
-        self._wake.set()
-
-    def on_unmount(self) -> None:
-        listeners = self.flow_app.client.listeners
-        if self in listeners:
-            listeners.remove(self)
-
-    def flow_connected(self, hello: dict[str, Any]) -> None:
-        self._wake.set()
+        self.start_refetching("audit")
 
     def flow_disconnected(self, reason: str) -> None:
         """The rows stay until flowd is back."""
 
-    def flow_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") in ("run", "dag", "dags", "resync"):
-            self._wake.set()
-
-    async def _refresher(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                reply = await self.flow_app.client.call("audit.list", limit=LIMIT)
-                entries = reply.get("entries")
-                self.entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-                self.problem = ""
-            except ClientError as exc:
-                self.problem = str(exc)
-            self._redraw()
-            await asyncio.sleep(0.5)
+    async def fetch(self) -> None:
+        reply = await self.flow_app.client.call("audit.list", limit=LIMIT)
+        entries = reply.get("entries")
+        self.entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
     def visible(self) -> list[dict[str, Any]]:
         needle = self.needle.strip().lower()

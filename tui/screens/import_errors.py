@@ -6,7 +6,6 @@ count) or after a reconnect; there is nothing to poll.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
@@ -15,15 +14,17 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from flow.tui.client import ClientError
+from flow.tui.screens.refetch import Refetching
 from flow.tui.timefmt import clock
 
 if TYPE_CHECKING:
     from flow.tui.app import FlowTUI
 
 
-class ImportErrorsScreen(Screen):
+class ImportErrorsScreen(Refetching, Screen):
     """One row per broken file; the traceback of the highlighted one below."""
+
+    WAKE_ON = ("dags", "resync")
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="import_errors.back"),
@@ -32,8 +33,6 @@ class ImportErrorsScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="import-errors-screen")
         self.errors: list[dict[str, Any]] = []
-        self.problem = ""
-        self._wake = asyncio.Event()
 
     @property
     def flow_app(self) -> FlowTUI:
@@ -54,37 +53,15 @@ class ImportErrorsScreen(Screen):
         table.add_column("Seen", key="when")
         table.focus()
         self.watch(self.app, "utc", lambda _: self._redraw(), init=False)
-        self.flow_app.client.listeners.append(self)
-        self.run_worker(self._refresher(), group="import-errors", exit_on_error=False)
-        self._wake.set()
-
-    def on_unmount(self) -> None:
-        listeners = self.flow_app.client.listeners
-        if self in listeners:
-            listeners.remove(self)
-
-    def flow_connected(self, hello: dict[str, Any]) -> None:
-        self._wake.set()
+        self.start_refetching("import-errors")
 
     def flow_disconnected(self, reason: str) -> None:
         """The list stays as it was until flowd is back."""
 
-    def flow_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") in ("dags", "resync"):
-            self._wake.set()
-
-    async def _refresher(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                reply = await self.flow_app.client.call("import_errors.list")
-                errors = reply.get("import_errors")
-                self.errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-                self.problem = ""
-            except ClientError as exc:
-                self.problem = str(exc)
-            self._redraw()
+    async def fetch(self) -> None:
+        reply = await self.flow_app.client.call("import_errors.list")
+        errors = reply.get("import_errors")
+        self.errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
     def _redraw(self) -> None:
         table = self.query_one("#errors", DataTable)
