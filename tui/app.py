@@ -16,7 +16,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import HelpPanel
 
-from flow.tui import config
+from flow.tui import config, termout
 from flow.tui.client import ClientError, FlowClient, open_connection, resolve_socket
 from flow.tui.commands import VIEWS, flow_commands
 from flow.tui.dialogs.jump import JumpDialog
@@ -52,6 +52,7 @@ class FlowTUI(App):
         # can turn them back on).
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"
+        termout.install()  # a changed cell sends the terminal that cell, not its line up to it
         self._link = f"connecting to {client.path}…"
         self._warnings = list(warnings)
         self.last_dag_id: str | None = None

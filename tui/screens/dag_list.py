@@ -19,7 +19,12 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from flow.tui import timefmt
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
+from flow.tui.screens.shown import ShownGate
 from flow.tui.widgets.dag_table import DagTable
+
+
+CATCH_UP = 50
+"""More DAGs changed than this while the list was covered: one dags.list instead of a dags.get each."""
 
 
 def matches(dag: dict[str, Any], needle: str) -> bool:
@@ -35,7 +40,7 @@ def last_state(dag: dict[str, Any]) -> str | None:
     return (dag.get("last_run") or {}).get("state")
 
 
-class DagListScreen(ActionsMixin, Screen):
+class DagListScreen(ShownGate, ActionsMixin, Screen):
     """DAG list with filter, failing/running views, trigger and pause; enter opens the DAG view."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -60,6 +65,7 @@ class DagListScreen(ActionsMixin, Screen):
         self._full = False
         self._wake = asyncio.Event()
         self._filter_timer: Timer | None = None
+        self._stale_times = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -74,7 +80,7 @@ class DagListScreen(ActionsMixin, Screen):
         self.query_one("#filter").display = False
         self.query_one(DagTable).focus()
         self.run_worker(self._refresher(), name="dag-list-refresher", group="dag-list", exit_on_error=False)
-        self.set_interval(30, lambda: self._render_rows(refresh=True), name="relative-times")
+        self.set_interval(30, self._tick, name="relative-times")
         client = self.flow_app.client
         client.listeners.append(self)
         if client.connected:
@@ -98,7 +104,7 @@ class DagListScreen(ActionsMixin, Screen):
         kind, data = event.get("event"), event.get("data") or {}
         if kind in ("dags", "resync"):
             self._full = True
-        elif kind == "dag" and data.get("dag_id") in self.dags and "is_paused" in data:
+        elif kind == "dag" and data.get("dag_id") in self.dags and "is_paused" in data and self.shown:
             self.dags[data["dag_id"]]["is_paused"] = data["is_paused"]
             self.query_one(DagTable).update_dag(self.dags[data["dag_id"]])
             return
@@ -112,11 +118,12 @@ class DagListScreen(ActionsMixin, Screen):
         client = self.flow_app.client
         while True:
             await self._wake.wait()
+            await self.until_shown()  # covered: events pile up as dirty marks until we are back
             self._wake.clear()
             full, self._full = self._full, False
             dirty, self._dirty = self._dirty, set()
             try:
-                if full:
+                if full or len(dirty) > CATCH_UP:
                     listing = await client.call("dags.list")
                     self.dags = {d["dag_id"]: d for d in listing.get("dags", [])}
                     self._set_import_errors(int(listing.get("import_errors") or 0))
@@ -135,6 +142,18 @@ class DagListScreen(ActionsMixin, Screen):
                 if client.connected:  # otherwise flow_connected wakes us when flowd is back
                     self._wake.set()
                     await asyncio.sleep(0.5)
+
+    def _tick(self) -> None:
+        """Every 30 s the relative times ('3m ago') move on; a covered list catches up when shown."""
+        if self.shown:
+            self._render_rows(refresh=True)
+        else:
+            self._stale_times = True
+
+    def caught_up(self) -> None:
+        if self._stale_times:
+            self._stale_times = False
+            self._render_rows(refresh=True)
 
     # -- rendering ------------------------------------------------------------------------------
 

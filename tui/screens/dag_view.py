@@ -20,13 +20,14 @@ from textual.widgets import ContentSwitcher, Footer, Header, Static
 from flow.states import GLYPHS
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
+from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets import heat
 from flow.tui.widgets.dag_graph import DagGraph
 from flow.tui.widgets.run_grid import RunGrid, page_size
 
 
-class DagViewScreen(ActionsMixin, Screen):
+class DagViewScreen(ShownGate, ActionsMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="dag_view.back"),
         Binding("g", "switch", "Grid/graph", id="dag_view.switch"),
@@ -112,8 +113,10 @@ class DagViewScreen(ActionsMixin, Screen):
             return
         elif kind == "dags" and self.dag_id in (data.get("upserted") or []) + (data.get("deactivated") or []):
             self._full = True
-        elif data.get("dag_id") != self.dag_id:
+        elif data.get("dag_id") != self.dag_id or kind not in ("dag", "ti", "run"):
             return
+        elif not self.shown:  # covered by another screen: reload the page once we are back
+            self._full = True
         elif kind == "dag" and "is_paused" in data:
             self.dag["is_paused"] = bool(data["is_paused"])
             self._show_header()
@@ -165,6 +168,7 @@ class DagViewScreen(ActionsMixin, Screen):
         client = self.flow_app.client
         while True:
             await self._wake.wait()
+            await self.until_shown()
             self._wake.clear()
             full, self._full = self._full, False
             dirty, self._dirty = self._dirty, set()

@@ -9,9 +9,10 @@ import asyncio
 from typing import Any, ClassVar
 
 from flow.tui.client import ClientError
+from flow.tui.screens.shown import ShownGate
 
 
-class Refetching:
+class Refetching(ShownGate):
     """Mixin for a Screen: set WAKE_ON, implement `fetch` and `_redraw`, call `start_refetching`."""
 
     WAKE_ON: ClassVar[tuple[str, ...]] = ("resync",)
@@ -47,6 +48,7 @@ class Refetching:
     async def _refetcher(self) -> None:
         while True:
             await self._wake.wait()
+            await self.until_shown()
             self._wake.clear()
             try:
                 await self.fetch()

@@ -20,6 +20,7 @@ from textual.widgets.data_table import RowDoesNotExist
 
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
+from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets.dag_table import state_text
 
@@ -79,7 +80,7 @@ def definition_text(task: dict[str, Any] | None, ti: dict[str, Any]) -> Text:
     return text
 
 
-class TaskDetailScreen(ActionsMixin, Screen):
+class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="task_detail.back"),
         Binding("l", "logs", "Logs", id="task_detail.logs"),
@@ -149,6 +150,7 @@ class TaskDetailScreen(ActionsMixin, Screen):
         client = self.flow_app.client
         while True:
             await self._wake.wait()
+            await self.until_shown()
             self._wake.clear()
             try:
                 if self._need_dag:
