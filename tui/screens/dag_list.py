@@ -22,7 +22,6 @@ from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.shown import ShownGate
 from flow.tui.widgets.dag_table import DagTable
 
-
 CATCH_UP = 50
 """More DAGs changed than this while the list was covered: one dags.list instead of a dags.get each."""
 
