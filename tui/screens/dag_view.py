@@ -154,6 +154,9 @@ class DagViewScreen(ShownGate, ActionsMixin, Screen):
             self.runs[run_id] = {k: v for k, v in data.items() if k != "reason"}
             self.tis[run_id] = {}
             self.grid.add_run(self.runs[run_id])
+            for dropped in self.grid.trim():  # the page stays a screenful: the oldest make room
+                self.runs.pop(dropped, None)
+                self.tis.pop(dropped, None)
             self._show_header()
             if self.follow == run_id:
                 self._select_run(run_id)
