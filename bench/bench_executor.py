@@ -46,7 +46,7 @@ def _spec(root: Path, kind: str, i: int, dag_file: str, command: str) -> TaskSpe
 async def _measure(root: Path, kind: str, n: int, dag_file: str, command: str = "true") -> tuple[list[float], int]:
     finished: asyncio.Queue[TaskResult] = asyncio.Queue()
     executor = LocalExecutor()
-    await executor.start(lambda ref, pid: None, finished.put_nowait)
+    await executor.start(lambda ref, pid, rendered: None, finished.put_nowait)
     latencies, failures = [], 0
     try:
         for i in range(n):

@@ -292,6 +292,6 @@ def show_time(dt: datetime, zone: str) -> str:
 
 
 def main() -> None:
-    from . import cli_connections, cli_ops, cli_remote, cli_resources, cli_run  # noqa: F401  (they register their commands)
+    from . import cli_connections, cli_ops, cli_remote, cli_resources, cli_run, cli_xcom  # noqa: F401  (they register their commands)
 
     cli(prog_name="flow")

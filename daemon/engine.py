@@ -193,8 +193,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
 
     # -- executor events --------------------------------------------------------------------
 
-    def _on_started(self, ref: str, pid: int) -> None:
-        self._events.append(("started", (ref, pid)))
+    def _on_started(self, ref: str, pid: int, rendered: dict[str, Any] | None = None) -> None:
+        self._events.append(("started", (ref, pid, rendered)))
         self.wake()
 
     def _on_finished(self, result: TaskResult) -> None:
@@ -239,7 +239,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             tx = WriteBuffer(raw)
             for kind, data in events:
                 if kind == "started":
-                    self._apply_started(tx, data[0], data[1], now)
+                    self._apply_started(tx, *data, now=now)
                 else:
                     self._apply_finished(tx, data, now)
             if self.schedule:

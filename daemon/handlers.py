@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flow.protocol import ProtocolError
 
+from .handlers_detail import fit_rendered, xcom_get
 from .handlers_grid import runs_grid
 from .handlers_logs import logs_follow, logs_read
 from .handlers_ops import db_clean, ops_status
@@ -53,7 +54,7 @@ RUN_FIELDS = ("dag_id", "run_id", "run_type", "state", "logical_date", "data_int
 TI_FIELDS = ("task_id", "state", "try_number", "max_tries", "operator", "priority_weight", "queued_at",
              "start_date", "end_date", "duration", "hostname", "pid", "exit_code", "error", "next_retry_at")
 TRY_FIELDS = ("try_number", "state", "start_date", "end_date", "duration", "exit_code", "signal", "hostname",
-              "pid", "error")
+              "pid", "error", "rendered", "rendered_cwd")
 
 
 def pick(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -179,6 +180,7 @@ def runs_get(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         tis.append(pick(ti, TI_FIELDS) | {
             "wait_reason": waits.get(tid),
             "tries": [pick(t, TRY_FIELDS) | {"resources": figures.get((tid, t["try_number"]))} for t in tries]})
+    fit_rendered(tis)
     return {"run": pick(run, RUN_FIELDS), "task_instances": tis}
 
 
@@ -236,6 +238,7 @@ HANDLERS: dict[str, Handler] = {
     "tasks.mark": tasks_mark,
     "tasks.retry": tasks_retry,
     "tasks.stats": tasks_stats,
+    "xcom.get": xcom_get,
     "logs.read": logs_read,
     "logs.follow": logs_follow,
     "import_errors.list": import_errors_list,

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest migration this code ships; checked with a plain query so an up-to-date open stays fast."""
 
 VERSION_TABLE = "alembic_version"
@@ -149,10 +149,14 @@ task_try = sa.Table(
     sa.Column("pid", sa.Integer, nullable=True),
     sa.Column("log_path", sa.Text, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("rendered", sa.Text, nullable=True),
+    sa.Column("rendered_cwd", sa.Text, nullable=True),
     sa.UniqueConstraint(
         "dag_run_id", "task_id", "try_number", name="uq_task_try_dag_run_id_task_id_try_number"
     ),
 )
+"""One row per try. `rendered` and `rendered_cwd` are what a bash try ran, after templating, as the
+executor reported when its process started (capped; see executors.base.MAX_RENDERED_BYTES)."""
 
 xcom = sa.Table(
     "xcom",

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flow.dagindex import branch_skips, short_circuit_skips
+from flow.executors.base import MAX_CWD_BYTES, MAX_RENDERED_BYTES, cap_text
 from flow.planner import on_try_finished
 from flow.states import TaskState
 
@@ -60,7 +61,7 @@ class ResultsMixin:
         if alert is not None:
             self.alerts.append(alert)
 
-    def _apply_started(self: Engine, tx: Any, ref: str, pid: int, now: datetime) -> None:
+    def _apply_started(self: Engine, tx: Any, ref: str, pid: int, rendered: Any, *, now: datetime) -> None:
         loc = self.refs.get(ref)
         if loc is None or loc[0] not in self.runs:
             return
@@ -72,7 +73,8 @@ class ResultsMixin:
         self.monitor.started(ref)
         try_number = run.tis[loc[1]].try_number
         self._set_ti(tx, run, loc[1], TaskState.RUNNING, now, pid=pid, start_date=now, replan=False)
-        tx.update_try(run.key, loc[1], try_number, state=TaskState.RUNNING.value, pid=pid, start_date=now)
+        tx.update_try(run.key, loc[1], try_number, state=TaskState.RUNNING.value, pid=pid, start_date=now,
+                      **_rendered_columns(rendered))
 
     def _apply_finished(self: Engine, tx: Any, result: TaskResult, now: datetime) -> None:
         loc = self.refs.pop(result.ref, None)
@@ -131,6 +133,15 @@ class ResultsMixin:
                 if tid in skips and run.tis[tid].state in (TaskState.NONE, TaskState.SCHEDULED):
                     self._set_ti(tx, run, tid, TaskState.SKIPPED, now, reason=f"skipped by {task_id}")
 
+
+
+def _rendered_columns(rendered: Any) -> dict[str, str | None]:
+    """The executor's rendered_record as task_try columns; capped again, as it crossed a socket."""
+    if not isinstance(rendered, dict) or not isinstance(rendered.get("command"), str):
+        return {}
+    cwd = rendered.get("cwd")
+    return {"rendered": cap_text(rendered["command"], MAX_RENDERED_BYTES, "the rendered command"),
+            "rendered_cwd": cap_text(cwd, MAX_CWD_BYTES, "cwd") if isinstance(cwd, str) and cwd else None}
 
 
 def _parse_time(value: str | None) -> datetime | None:

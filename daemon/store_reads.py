@@ -229,6 +229,14 @@ class StoreReads:
                 out.setdefault(task_id, {})[key] = value
         return out
 
+    def task_xcoms(self, run_key: int, task_id: str, key: str | None = None) -> dict[str, Any]:
+        """{key: value} of one task instance (only `key`'s, if given), by key; a primary-key range."""
+        stmt = sa.select(xcom.c.key, xcom.c.value).where(xcom.c.dag_run_id == run_key, xcom.c.task_id == task_id)
+        if key is not None:
+            stmt = stmt.where(xcom.c.key == key)
+        with self._read() as conn:
+            return {k: v for k, v in execute(conn, stmt.order_by(xcom.c.key))}
+
     # -- audit ------------------------------------------------------------------------------
 
     def audit(self, *, limit: int = 100, dag_id: str | None = None) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from .models import dag_run, task_instance, task_try, try_resources
 FIGURES = ("cpu_user", "cpu_system", "peak_rss", "avg_cpu_percent", "peak_cpu_percent", "read_bytes",
            "write_bytes", "wall", "max_procs", "max_threads", "series")
 """The protocol's names for a try's figures, which are also the table's columns."""
+_TRY_BRIEF = tuple(c for c in task_try.c if c.name not in ("rendered", "rendered_cwd"))
+"""A try's columns without the rendered command, which can be 64 KiB and tasks.stats does not show."""
 
 
 def as_figures(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -52,7 +54,7 @@ class ResourceReads:
     def task_stats(self, dag_id: str, task_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
         """A task's tries across runs, newest run first (then newest try), each with its figures."""
         stmt = (
-            sa.select(dag_run.c.run_id, dag_run.c.logical_date, task_try, *[try_resources.c[n] for n in FIGURES])
+            sa.select(dag_run.c.run_id, dag_run.c.logical_date, *_TRY_BRIEF, *[try_resources.c[n] for n in FIGURES])
             .select_from(dag_run)
             .join(task_try, task_try.c.dag_run_id == dag_run.c.id)
             .outerjoin(try_resources, sa.and_(

@@ -113,7 +113,33 @@ class LineBuffer:
         self._buf.clear()
 
 
-StartedCallback = Callable[[str, int], None]  # (ref, pid)
+MAX_RENDERED_BYTES = 64 * 1024
+"""Most bytes of a try's rendered command that are reported and recorded: a command that names a
+.sh template renders the whole script, which may be any size."""
+MAX_CWD_BYTES = 4096
+
+
+def cap_text(text: str, limit: int, what: str) -> str:
+    """`text`, storable anywhere: NUL and unencodable characters replaced and, past `limit` UTF-8
+    bytes, its head and a line saying it was cut (and from how much), `limit` bytes in all; so
+    capping twice changes nothing."""
+    data = text.replace("\x00", "\ufffd").encode("utf-8", "replace")
+    if len(data) <= limit:
+        return data.decode("utf-8")
+    marker = f"\n[flow: {what} was cut here; it is {len(data)} bytes]"
+    head = data[:max(0, limit - len(marker.encode()))].decode("utf-8", "ignore")
+    return head + marker
+
+
+def rendered_record(command: str, cwd: str | None) -> dict[str, str | None]:
+    """What a bash try ran, as the executor reports it with `started`. The environment is left out
+    on purpose: its values may be secrets, and its names are the task's own (see its definition)."""
+    return {"command": cap_text(command, MAX_RENDERED_BYTES, "the rendered command"),
+            "cwd": cap_text(cwd, MAX_CWD_BYTES, "cwd") if cwd else None}
+
+
+StartedCallback = Callable[[str, int, "dict[str, str | None] | None"], None]
+"""(ref, pid, rendered): rendered is rendered_record(...) for a bash try, None for the others."""
 FinishedCallback = Callable[[TaskResult], None]
 
 

@@ -225,7 +225,7 @@ class LocalExecutor:
         elif op == "started":
             if msg.get("ref") in self._running:
                 self._running[msg["ref"]] = msg["pid"]
-                self._call(self._on_started, msg["ref"], msg["pid"])
+                self._call(self._on_started, msg["ref"], msg["pid"], msg.get("rendered"))
         elif op == "hello":
             if self._hello is not None and not self._hello.done():
                 self._hello.set_result(msg)

@@ -12,7 +12,7 @@ maybe a timer (timeout, kill escalation).
 Protocol: JSON lines over the socket whose fd is given as ``--fd``.
   in:  {"op": "spawn", "spec": TaskSpec}  {"op": "kill", "ref", "reason"}
        {"op": "kill_all", "reason"}  {"op": "shutdown", "kill": reason | null}
-  out: {"op": "hello", "pid", "pidfd"}  {"op": "started", "ref", "pid"}
+  out: {"op": "hello", "pid", "pidfd"}  {"op": "started", "ref", "pid", "rendered"}
        {"op": "finished", "result": TaskResult + "log_path"}
 """
 
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flow.executors import child
-from flow.executors.base import TaskResult
+from flow.executors.base import TaskResult, rendered_record
 from flow.executors.child import StartRefused, warn
 from flow.executors.logsink import LastLine, TaskLog, outcome, read_result, result_path, write_status
 from flow.executors.runloop import EventLoop, Timer
@@ -201,7 +201,8 @@ class Runner:
         t = _Try(spec, pid, log, t0, started_at)
         self.tries[t.ref] = t
         log.note(f"{child.describe(spec)} started {started_at} pid {pid}")
-        self.loop.send({"op": "started", "ref": t.ref, "pid": pid})
+        rendered = rendered_record(bash[0], bash[2]) if bash is not None else None
+        self.loop.send({"op": "started", "ref": t.ref, "pid": pid, "rendered": rendered})
         for fd, is_stdout in ((pipes[0], True), (pipes[2], False)):
             os.set_blocking(fd, False)
             t.pipes[fd] = is_stdout

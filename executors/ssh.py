@@ -109,8 +109,8 @@ class SSHExecutor:
 
     # -- from the try threads ---------------------------------------------------------------
 
-    def _started_from_thread(self, ref: str, pgid: int) -> None:
-        self._post(self._deliver_started, ref, pgid)
+    def _started_from_thread(self, ref: str, pgid: int, rendered: dict[str, Any] | None) -> None:
+        self._post(self._deliver_started, ref, pgid, rendered)
 
     def _finished_from_thread(self, result: TaskResult) -> None:
         self._post(self._deliver_finished, result)
@@ -124,9 +124,9 @@ class SSHExecutor:
         except RuntimeError:  # the loop closed in between: the exit record on disk still says it
             pass
 
-    def _deliver_started(self, ref: str, pgid: int) -> None:
+    def _deliver_started(self, ref: str, pgid: int, rendered: dict[str, Any] | None) -> None:
         if ref in self._tries and self._on_started is not None:
-            self._call(self._on_started, ref, pgid)
+            self._call(self._on_started, ref, pgid, rendered)
 
     def _deliver_finished(self, result: TaskResult) -> None:
         if self._tries.pop(result.ref, None) is not None and self._on_finished is not None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 
 from . import ssh_remote
-from .base import TaskResult, TaskSpec
+from .base import TaskResult, TaskSpec, rendered_record
 from .logsink import LastLine, TaskLog, write_status
 from .ssh_config import Connection, ConnectionsError
 from .ssh_pool import SSHConnectError, classify
@@ -55,7 +55,7 @@ def render(spec: TaskSpec) -> tuple[str, dict[str, str] | None, str | None]:
 
 
 class RemoteTry:
-    def __init__(self, spec: TaskSpec, pool: Pool, on_started: Callable[[str, int], None],
+    def __init__(self, spec: TaskSpec, pool: Pool, on_started: Callable[[str, int, dict[str, Any] | None], None],
                  on_finished: Callable[[TaskResult], None]) -> None:
         self.spec = spec
         self.pool = pool
@@ -67,6 +67,8 @@ class RemoteTry:
         self.pgid: int | None = None
         self.conn: Connection | None = None
         self.tag = ssh_remote.try_tag(spec.log_path)
+        self.rendered: dict[str, Any] | None = None
+        """What the try runs once its templates are rendered: reported with `started`."""
         self.thread = threading.Thread(target=self.run, name=f"ssh-try {spec.ref}", daemon=True)
 
     def request_kill(self, reason: str) -> None:
@@ -108,6 +110,7 @@ class RemoteTry:
             conn = self.conn = self.pool.connection(str(name))
             command, env, cwd = render(spec)
             remote = ssh_remote.wrap(command, env, cwd, self.tag)
+            self.rendered = rendered_record(command, cwd)
         except (ConnectionsError, StartRefused, ValueError) as exc:
             result.error = str(exc)
             log.note(result.error)
@@ -194,7 +197,7 @@ class RemoteTry:
                 self.pgid = int(m.group(1))
                 log.note(f"started {_now()} on {conn.address} (connection '{conn.name}') as remote "
                          f"process group {self.pgid}")
-                self.on_started(self.spec.ref, self.pgid)
+                self.on_started(self.spec.ref, self.pgid, self.rendered)
                 return bytes(head)
             log.write(line + b"\n")
         if len(head) > HEAD_LIMIT:

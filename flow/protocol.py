@@ -240,6 +240,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("tasks.retry", "operator", (_DAG, _RUN, _DRY), dry_run_for_viewers=True),
     Method("tasks.stats", "viewer", (_DAG, _p("task_id", "str", required=True),
                                      _p("limit", "int", default=20, min=1, max=1000))),
+    Method("xcom.get", "viewer", (_DAG, _RUN, _p("task_id", "str", required=True), _p("key", "str"))),
     Method("logs.read", "viewer", (*_LOG_TARGET, _p("offset", "int", default=0),
                                    _p("length", "int", default=65536, min=0, max=MAX_LOG_LENGTH))),
     Method("logs.follow", "viewer", (*_LOG_TARGET, _p("offset", "int", default=0))),

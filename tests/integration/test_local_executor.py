@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 
-from flow.executors.base import TaskResult, TaskSpec, get_executor
+from flow.executors.base import MAX_RENDERED_BYTES, TaskResult, TaskSpec, get_executor
 from flow.executors.local import LocalExecutor
 from flow.executors.logsink import XCOM_LINE_LIMIT, LastLine
 
@@ -51,11 +51,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.started: dict[str, int] = {}
+        self.rendered: dict[str, dict | None] = {}
         self.finished: dict[str, TaskResult] = {}
         self._changed = asyncio.Event()
 
-    def on_started(self, ref: str, pid: int) -> None:
+    def on_started(self, ref: str, pid: int, rendered: dict | None = None) -> None:
         self.started[ref] = pid
+        self.rendered[ref] = rendered
         self._changed.set()
 
     def on_finished(self, result: TaskResult) -> None:
@@ -175,6 +177,32 @@ def test_templated_command_env_and_cwd(tmp_path: Path) -> None:
     result = run(_one(spec))
     assert result.ok, result.error
     assert result.xcom == {"return_value": f"2024-01-02 alice 20240102 {workdir}"}
+
+
+def test_started_reports_what_ran_rendered_and_cuts_a_huge_script(tmp_path: Path) -> None:
+    """A .sh template renders a whole script: the runner reports it (capped), no env, and nothing for
+    a Python try."""
+    (tmp_path / "big.sh").write_text("echo {{ ds }}\n" + "# " + "z" * 100_000 + "\n")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    specs = [make_spec(tmp_path, "tpl", "echo {{ ds }} $S", env={"S": "secret-{{ ds_nodash }}"}, cwd=str(workdir)),
+             make_spec(tmp_path, "file", "big.sh"),
+             make_spec(tmp_path, "plain", "true")]
+
+    async def scenario() -> Recorder:
+        async with running_executor() as (ex, rec):
+            for spec in specs:
+                ex.submit(spec)
+            await rec.until(lambda: len(rec.finished) == len(specs))
+            return rec
+
+    rec = run(scenario())
+    assert rec.rendered["tpl"] == {"command": "echo 2024-01-02 $S", "cwd": str(workdir)}
+    assert rec.finished["tpl"].xcom == {"return_value": "2024-01-02 secret-20240102"}
+    assert rec.rendered["plain"] == {"command": "true", "cwd": None}
+    big = rec.rendered["file"]["command"]
+    assert big.startswith("echo 2024-01-02\n# zzz") and len(big.encode()) == MAX_RENDERED_BYTES
+    assert big.endswith("[flow: the rendered command was cut here; it is 100019 bytes]")
 
 
 def test_template_error_is_the_result_and_no_process_starts(tmp_path: Path) -> None:
@@ -666,7 +694,7 @@ from flow.executors.local import LocalExecutor
 async def main():
     started = asyncio.get_running_loop().create_future()
     ex = LocalExecutor()
-    await ex.start(lambda ref, pid: started.set_result(pid), lambda result: None)
+    await ex.start(lambda ref, pid, rendered: started.set_result(pid), lambda result: None)
     ex.submit(TaskSpec.from_json(json.loads(sys.argv[1])))
     pid = await started
     print(json.dumps({"runner": ex.runner_pid, "task": pid}), flush=True)

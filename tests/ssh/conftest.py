@@ -226,14 +226,16 @@ class Collector:
 
     def __init__(self) -> None:
         self.started: dict[str, int] = {}
+        self.rendered: dict[str, dict | None] = {}
         self.results: dict[str, object] = {}
         self.events: dict[str, asyncio.Event] = {}
 
     def _event(self, key: str) -> asyncio.Event:
         return self.events.setdefault(key, asyncio.Event())
 
-    def on_started(self, ref: str, pid: int) -> None:
+    def on_started(self, ref: str, pid: int, rendered: dict | None = None) -> None:
         self.started[ref] = pid
+        self.rendered[ref] = rendered
         self._event("s:" + ref).set()
 
     def on_finished(self, result) -> None:  # noqa: ANN001

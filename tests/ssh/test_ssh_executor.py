@@ -77,9 +77,16 @@ def test_templated_command_env_and_cwd_apply_remotely(tmp_path: Path, connection
     where.mkdir()
     spec = make_spec(tmp_path, 'echo "ds={{ ds }} run={{ run_id }} v=$GREETING dir=$(pwd)"',
                      env={"GREETING": "hello {{ ds_nodash }}"}, cwd=str(where))
-    (r,) = run(connections, spec)
+    seen = {}
+
+    async def during(ex: SSHExecutor, c: Collector) -> None:
+        await c.wait_started(spec.ref)
+        seen.update(c.rendered)
+
+    (r,) = run(connections, spec, during=during)
     assert r.ok, r.error
     assert r.xcom == {"return_value": f"ds=2026-01-02 run=manual__x v=hello 20260102 dir={where}"}
+    assert seen[spec.ref] == {"command": 'echo "ds=2026-01-02 run=manual__x v=$GREETING dir=$(pwd)"', "cwd": str(where)}
 
 
 def test_live_output_reaches_the_log_before_the_end(tmp_path: Path, connections: Path) -> None:

@@ -133,6 +133,7 @@ def test_clear_and_mark_kill_the_remote_tree(daemon: Flowd, sshd: Sshd) -> None:
     t1, t2 = tries(daemon, "remote_long", run_id, "long")
     assert t1["state"] == "failed" and "clear by operator" in t1["error"]
     assert t2["state"] == "failed" and "mark_success by operator" in t2["error"]
+    assert [t["rendered"] for t in (t1, t2)] == [f"echo up-{n}; sleep 300 & sleep 301; wait" for n in (1, 2)]
 
 
 def test_sshd_killed_mid_task_fails_the_try_and_the_retry_succeeds(tmp_path: Path, own_sshd: Sshd) -> None:

@@ -31,7 +31,7 @@ def test_upgrade_from_0001_keeps_the_data_and_adds_try_resources(db_url: str) ->
         key = add_run(old, task_ids=("extract",))
         _try(old, key, "extract", 1)
     with Store.open(db_url) as store:  # opening migrates to head
-        assert store.revision() == models.HEAD_REVISION == "0002"
+        assert store.revision() == models.HEAD_REVISION
         assert [t["try_number"] for t in store.tries(key, "extract")] == [1]
         assert store.try_resources(key) == {}
         with store.begin() as tx:

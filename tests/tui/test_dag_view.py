@@ -15,7 +15,7 @@ from flow.tui.dialogs.clear import ClearDialog
 from flow.tui.dialogs.conf_editor import ConfEditor
 from flow.tui.dialogs.confirm import ConfirmDialog
 from flow.tui.screens.dag_view import DagViewScreen
-from flow.tui.screens.task_detail import TaskDetailScreen
+from flow.tui.screens.task_detail import TaskDetailScreen, definition_text
 from flow.tui.widgets.dag_graph import DagGraph
 from flow.tui.widgets.run_grid import RunGrid
 from tests.daemon.conftest import Flowd
@@ -298,7 +298,7 @@ def test_pages_of_runs_load_with_before_and_new_runs_appear_only_on_the_newest_p
     run_app(flowd, body, size=(80, 24))
 
 
-def test_task_detail_shows_every_try_the_template_and_resources_only_where_recorded(flowd: Flowd):
+def test_task_detail_shows_every_try_its_rendered_command_xcom_and_resources_only_where_recorded(flowd: Flowd):
     copy_examples(flowd, "example_pipeline")
 
     async def body(app: FlowTUI, pilot: Pilot) -> None:
@@ -315,8 +315,20 @@ def test_task_detail_shows_every_try_the_template_and_resources_only_where_recor
         assert [str(table.get_cell(k, "state")) for k in ("1", "2")] == ["✘ failed", "✔ success"]
         assert [str(table.get_cell(k, "exit")) for k in ("1", "2")] == ["1", "0"]
         assert all(str(table.get_cell(k, "pid")).isdigit() for k in ("1", "2"))
-        definition = str(detail.query_one("#ti-definition").render())
-        assert "BashOperator" in definition and "template" in definition and "ti.try_number" in definition
+        def definition() -> str:
+            return str(detail.query_one("#ti-definition").render())
+        await until(pilot, lambda: "command (rendered for try 2):" in definition(), "try 2's rendered command")
+        assert "BashOperator" in definition() and 'if [ "2" -lt 2 ]' in definition()
+        assert "ti.try_number" not in definition() and "template" not in definition()
+        await until(pilot, lambda: 'return_value = "try 2: fetched orders"' in str(detail.query_one("#ti-xcom").render()),
+                    "the XCom flaky_fetch pushed")
+        await pilot.press("up")
+        await until(pilot, lambda: "command (rendered for try 1):" in definition(), "try 1's rendered command")
+        assert 'if [ "1" -lt 2 ]; then echo "try 1: source not ready" >&2; exit 1; fi' in definition()
+        unrecorded = str(definition_text(detail.definition, detail.ti, {"try_number": 1}))
+        assert "command template (try 1 has no rendered command recorded):" in unrecorded
+        assert 'if [ "{{ ti.try_number }}" -lt 2 ]' in unrecorded
+        await pilot.press("down")
         with Client.connect(flowd.socket_path) as client:
             got = client.call("runs.get", dag_id="example_pipeline", run_id=run_id)
         recorded = next(ti for ti in got["task_instances"] if ti["task_id"] == "flaky_fetch")["tries"][-1]["resources"]

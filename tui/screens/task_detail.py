@@ -1,13 +1,16 @@
-"""One task instance: what it runs, every try, and the resources each try used where recorded.
+"""One task instance: what it ran, every try, the XCom values it pushed, and each try's resources.
 
-The protocol gives the task's definition (dags.get `serialized`) and its tries (runs.get); it
-does not carry the rendered command or XCom values, so the template is shown and labelled as
-such. A `ti` event for this task refetches runs.get once; the tries table is updated in place.
+The task's definition comes from dags.get (`serialized`), its tries from runs.get: a bash try
+carries the command as rendered when it started, shown for the try under the cursor; tries
+recorded before flowd kept that show the template, labelled as one. XComs come from xcom.get.
+A `ti` event for this task refetches runs.get and xcom.get once per burst; the tries table is
+updated in place. Long commands and values are cut to a screenful, with a note saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -18,12 +21,17 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 from textual.widgets.data_table import RowDoesNotExist
 
-from flow.tui.client import ClientError
+from flow.tui.client import ClientError, RemoteError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets.dag_table import state_text
 
+COMMAND_LINES = 10
+"""Lines of a command shown; the rest is a `flow runs show --json` away."""
+XCOM_LINES = 12
+XCOM_ONE_LINE = 60
+"""A value whose JSON is at most this long is shown on its key's line, longer ones pretty-printed."""
 TRY_COLUMNS = (("try", "Try"), ("state", "State"), ("start", "Start"), ("end", "End"), ("duration", "Duration"),
                ("exit", "Exit"), ("host", "Host"), ("pid", "PID"), ("error", "Error"))
 
@@ -58,7 +66,50 @@ def series(res: Any, key: str) -> list[float]:
     return [float(v) for v in values if isinstance(v, int | float)] if isinstance(values, list) else []
 
 
-def definition_text(task: dict[str, Any] | None, ti: dict[str, Any]) -> Text:
+def screenful(text: str, lines: int) -> tuple[str, int]:
+    """At most `lines` lines of `text` (and 100 characters a line on average), and how many lines
+    were left out: 0 if none, -1 if only the last shown line was cut short."""
+    rows = text.splitlines()
+    shown, budget = rows[:lines], lines * 100
+    out: list[str] = []
+    for row in shown:
+        if len(row) > budget:
+            out.append(row[:budget] + "…")
+            return "\n".join(out), len(rows) - len(out) or -1
+        out.append(row)
+        budget -= len(row)
+    return "\n".join(out), len(rows) - len(out)
+
+
+def _more(text: Text, hidden: int, where: str) -> None:
+    if hidden:
+        lines = f"{hidden} more line(s)" if hidden > 0 else "the rest"
+        text.append(f"… {lines} not shown here: {where}\n", style="yellow")
+
+
+def command_text(text: Text, task: dict[str, Any], attempt: dict[str, Any] | None, where: str) -> None:
+    """The command the selected try ran, or the task's template where no rendering was recorded."""
+    tried = attempt or {}
+    rendered = tried.get("rendered")
+    if isinstance(rendered, str):
+        text.append(f"command (rendered for try {tried.get('try_number')}):\n", style="dim")
+        body = rendered
+    elif task.get("bash_command"):
+        why = (f"try {tried.get('try_number')} has no rendered command recorded" if tried
+               else "rendered when a try starts")
+        text.append(f"command template ({why}):\n", style="dim")
+        body = str(task["bash_command"])
+    else:
+        return
+    shown, hidden = screenful(body.rstrip(), COMMAND_LINES)
+    text.append(shown + "\n", style="cyan")
+    _more(text, hidden, where)
+    if isinstance(rendered, str) and tried.get("rendered_cwd"):
+        text.append(f"in {tried['rendered_cwd']}\n", style="dim")
+
+
+def definition_text(task: dict[str, Any] | None, ti: dict[str, Any], attempt: dict[str, Any] | None = None,
+                    where: str = "`flow runs show DAG RUN_ID --json`") -> Text:
     text = Text()
     if task is None:
         text.append("this task is not in the DAG's current definition\n", style="yellow")
@@ -66,9 +117,8 @@ def definition_text(task: dict[str, Any] | None, ti: dict[str, Any]) -> Text:
     text.append(f"operator: {task.get('operator') or ti.get('operator') or '?'}", style="bold")
     text.append(f" ({task.get('kind', '?')}) · trigger rule {task.get('trigger_rule', '?')} · "
                 f"retries {task.get('retries', '?')}\n")
-    if task.get("bash_command"):
-        text.append("command (template; the protocol does not carry the rendered command):\n", style="dim")
-        text.append(str(task["bash_command"]).rstrip() + "\n", style="cyan")
+    if task.get("bash_command") or (attempt or {}).get("rendered"):
+        command_text(text, task, attempt, where)
     elif task.get("callable"):
         text.append("callable: ", style="dim")
         text.append(f"{task['callable']}\n", style="cyan")
@@ -76,7 +126,43 @@ def definition_text(task: dict[str, Any] | None, ti: dict[str, Any]) -> Text:
         text.append(f"waiting: {ti['wait_reason']}\n", style="yellow")
     if ti.get("next_retry_at"):
         text.append(f"next retry: {clock(ti['next_retry_at'])}\n")
-    text.append("XCom: not exposed by flowd's protocol (see `flow tasks test` or the task's log)", style="dim")
+    text.rstrip()
+    return text
+
+
+def xcom_text(reply: dict[str, Any] | None, problem: str = "", where: str = "`flow tasks xcom`") -> Text:
+    """The XCom section: each key and its value as JSON, the whole cut to XCOM_LINES lines."""
+    text = Text("XCom", style="bold")
+    if problem:
+        text.append(f": {problem}", style="red")
+        return text
+    if reply is None:
+        text.append(": loading…", style="dim")
+        return text
+    values = reply.get("xcom") if isinstance(reply.get("xcom"), dict) else {}
+    cut = reply.get("truncated") if isinstance(reply.get("truncated"), dict) else {}
+    if not values and not cut:
+        text.append(": none pushed", style="dim")
+        return text
+    lines: list[str] = []
+    for key in sorted(set(values) | set(cut)):
+        if key in values:
+            compact = json.dumps(values[key], ensure_ascii=False)
+            if len(compact) <= XCOM_ONE_LINE:
+                lines.append(f"{key} = {compact}")
+            else:
+                lines.append(f"{key} =")
+                lines.extend("  " + row for row in json.dumps(values[key], ensure_ascii=False, indent=2).splitlines())
+        else:
+            info = cut[key] if isinstance(cut[key], dict) else {}
+            lines.append(f"{key} = (cut by flowd: {size(info.get('bytes'))} as JSON; its start:)")
+            lines.append("  " + str(info.get("head") or "") + "…")
+    shown, hidden = screenful("\n".join(lines), XCOM_LINES)
+    text.append("\n" + shown, style="cyan")
+    if hidden:
+        text.append("\n")
+        _more(text, hidden, where)
+        text.rstrip()
     return text
 
 
@@ -97,6 +183,8 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
         self.definition: dict[str, Any] | None = None
         self.ti: dict[str, Any] = {}
         self.tries: dict[str, dict[str, Any]] = {}
+        self.xcom: dict[str, Any] | None = None
+        self.xcom_problem = ""
         self._wake = asyncio.Event()
         self._need_dag = True
 
@@ -111,6 +199,7 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
             yield Sparkline([], id="cpu-spark")
             yield Static("rss", classes="spark-label", id="rss-label")
             yield Sparkline([], id="rss-spark")
+            yield Static(xcom_text(None), id="ti-xcom")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -167,6 +256,20 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
                      if isinstance(ti, dict) and ti.get("task_id") == self.task_id]
             self.ti = found[0] if found else {}
             self._show()
+            await self._fetch_xcom()
+
+    async def _fetch_xcom(self) -> None:
+        try:
+            self.xcom = await self.flow_app.client.call("xcom.get", dag_id=self.dag_id, run_id=self.run_id,
+                                                        task_id=self.task_id)
+            self.xcom_problem = ""
+        except RemoteError as exc:
+            self.xcom_problem = ("this flowd does not serve XCom values (it predates xcom.get)"
+                                 if exc.code == "unknown_method" else f"⚠ {exc}")
+        except ClientError as exc:
+            self.xcom_problem = f"⚠ {exc}"
+        where = f"`flow tasks xcom {self.dag_id} {self.run_id} {self.task_id}`"
+        self.query_one("#ti-xcom", Static).update(xcom_text(self.xcom, self.xcom_problem, where))
 
     def _show(self) -> None:
         utc = bool(getattr(self.app, "utc", False))
@@ -175,7 +278,6 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
         header.append_text(state_text(state))
         header.append(f" · try {self.ti.get('try_number') or 0}/{self.ti.get('max_tries') or '?'}")
         self.query_one("#ti-header", Static).update(header)
-        self.query_one("#ti-definition", Static).update(definition_text(self.definition, self.ti))
         table = self.query_one("#tries", DataTable)
         tries = [t for t in self.ti.get("tries") or [] if isinstance(t, dict)]
         self.tries = {str(t.get("try_number")): t for t in tries}
@@ -197,7 +299,7 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
             for column, value in cells.items():
                 if str(table.get_cell(key, column)) != str(value):
                     table.update_cell(key, column, value, update_width=True)
-        self._show_resources(self.selected_try())
+        self._show_try(self.selected_try())
 
     def selected_try(self) -> dict[str, Any] | None:
         table = self.query_one("#tries", DataTable)
@@ -205,6 +307,12 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
             return None
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return self.tries.get(str(row_key.value))
+
+    def _show_try(self, attempt: dict[str, Any] | None) -> None:
+        """What depends on the try under the cursor: its rendered command and its figures."""
+        where = f"`flow runs show {self.dag_id} {self.run_id} --json`"
+        self.query_one("#ti-definition", Static).update(definition_text(self.definition, self.ti, attempt, where))
+        self._show_resources(attempt)
 
     def _show_resources(self, attempt: dict[str, Any] | None) -> None:
         res = (attempt or {}).get("resources")
@@ -221,7 +329,7 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
             self.query_one(f"#{key}-label").display = bool(values)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._show_resources(self.selected_try())
+        self._show_try(self.selected_try())
 
     def action_target(self) -> tuple[str | None, str | None, str | None]:
         return self.dag_id, self.run_id, self.task_id
