@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from flow.tui import timefmt
 from flow.tui.client import ClientError
@@ -188,9 +188,10 @@ class DagListScreen(ShownGate, ActionsMixin, Screen):
         if dag_id is not None:
             self.flow_app.open_dag(dag_id)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_dag_table_selected(self, event: DagTable.Selected) -> None:
+        """Enter on the table (its own binding, so the screen's enter does not fire too) or a click."""
         event.stop()
-        self.action_open()
+        self.flow_app.open_dag(event.dag_id)
 
     def action_pause(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag
