@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from flow.states import GLYPHS
 from flow.tui.client import ClientError
+from flow.tui.widgets.keybar import KeyBar
 from flow.tui.widgets.log_view import LogView
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class LogScreen(Screen):
         yield LogView(id="log", **({"limit": self._window} if self._window else {}))
         yield Input(placeholder="search the loaded log (enter: find, esc: cancel)", id="log-search")
         yield Static("", id="log-note")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#log-search").display = False
