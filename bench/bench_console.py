@@ -10,6 +10,7 @@ churn   50 one-second tasks re-run continuously (a new run every second or two) 
         the terminal per second.
 steady  the grid of 5 runs whose tasks keep changing (about 100 state changes a second) while no
         run column comes or goes: the same figure.
+logs    the log screen following a task that writes 50 lines a second: the same figure.
 
     .venv/bin/python bench/bench_console.py [--paints 5] [--churn 15]
 """
@@ -61,6 +62,13 @@ with DAG("steady", schedule=None, max_active_tasks=64, max_active_runs=8) as d:
     for c in range(10):
         chain(*[BashOperator(task_id=f"c{c}_{i:02d}", bash_command="sleep 1", do_xcom_push=False)
                 for i in range(40)])
+"""
+CHATTY = """
+from flow import DAG
+from flow.operators import BashOperator
+with DAG("chatty", schedule=None) as d:
+    BashOperator(task_id="talk", do_xcom_push=False, bash_command=(
+        "for i in $(seq 1 3000); do echo line $i of a chatty task with some words in it; sleep 0.02; done"))
 """
 
 
@@ -238,11 +246,34 @@ def bench_steady(base: Path, seconds: float) -> None:
         flowd.stop()
 
 
+def bench_logs(base: Path, seconds: float) -> None:
+    """`l` on the running task's cell, which follows its log: bytes per second while it streams."""
+    flowd = fresh_flowd(base, {"chatty.py": CHATTY})
+    try:
+        wait_dags(flowd.sock_path, 1)
+        with Client.connect(flowd.sock_path) as client:
+            client.call("dags.pause", dag_id="chatty", paused=False)
+            client.call("dags.trigger", dag_id="chatty")
+            term = Terminal(flowd.sock_path)
+            term.wait_for(b"chatty")
+            term.send(b"\r")
+            term.read(2.0)
+            term.send(b"l")
+            term.wait_for(b"chatty task")
+            term.read(1.0)
+            total = term.read(seconds)
+            print(f"logs   following a task writing 50 lines/s: {total / seconds / 1024:.1f} KiB/s written to the "
+                  f"terminal over {seconds:.0f} s")
+            term.close()
+    finally:
+        flowd.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paints", type=int, default=5)
     ap.add_argument("--churn", type=float, default=15.0, help="seconds of churn per view")
-    ap.add_argument("--only", choices=("paint", "list", "churn", "steady"))
+    ap.add_argument("--only", choices=("paint", "list", "churn", "steady", "logs"))
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {psutil.cpu_count()} cpus, Python {platform.python_version()}")
     base = Path(tempfile.mkdtemp(prefix="fcb-"))
@@ -255,6 +286,8 @@ def main() -> None:
             bench_churn(base / "churn", args.churn)
         if args.only in (None, "steady"):
             bench_steady(base / "steady", args.churn)
+        if args.only in (None, "logs"):
+            bench_logs(base / "logs", args.churn)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

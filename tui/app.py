@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 import time
@@ -14,20 +15,21 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import HelpPanel
 
 from flow.tui import config, termout
 from flow.tui.client import ClientError, FlowClient, open_connection, resolve_socket
-from flow.tui.commands import VIEWS, flow_commands
-from flow.tui.dialogs.jump import JumpDialog
-from flow.tui.screens.audit import AuditScreen
+from flow.tui.commands import VIEWS
 from flow.tui.screens.dag_list import DagListScreen
-from flow.tui.screens.import_errors import ImportErrorsScreen
-from flow.tui.screens.logs import LogScreen
-from flow.tui.screens.status import StatusScreen
 
-SCREENS_BY_NAME: dict[str, type[Screen]] = {"errors": ImportErrorsScreen, "status": StatusScreen,
-                                            "audit": AuditScreen}
+SCREENS_BY_NAME: dict[str, tuple[str, str]] = {"errors": ("import_errors", "ImportErrorsScreen"),
+                                               "status": ("status", "StatusScreen"),
+                                               "audit": ("audit", "AuditScreen")}
+"""The views `:name` opens, imported when first opened: start-up imports only the DAG list."""
+
+
+def screen_class(name: str) -> type[Screen]:
+    module, cls = SCREENS_BY_NAME[name]
+    return getattr(importlib.import_module(f"flow.tui.screens.{module}"), cls)
 
 
 class FlowTUI(App):
@@ -103,6 +105,8 @@ class FlowTUI(App):
     # -- app-wide keys ----------------------------------------------------------------------------
 
     def action_keys(self) -> None:
+        from textual.widgets import HelpPanel
+
         if self.screen.query(HelpPanel):
             self.action_hide_help_panel()
         else:
@@ -115,6 +119,8 @@ class FlowTUI(App):
         if name:
             self.jump(name)
             return
+        from flow.tui.dialogs.jump import JumpDialog
+
         if isinstance(self.screen, JumpDialog):
             return
         self.push_screen(JumpDialog(list(VIEWS)), lambda name: self.jump(name) if name else None)
@@ -127,8 +133,8 @@ class FlowTUI(App):
         elif name == "runs":
             self._open_runs()
         elif name in SCREENS_BY_NAME:
-            if not isinstance(self.screen, SCREENS_BY_NAME[name]):
-                self.push_screen(SCREENS_BY_NAME[name]())
+            if not isinstance(self.screen, screen_class(name)):
+                self.push_screen(screen_class(name)())
         else:
             self.notify(f"no view named {name!r}; the views are " + ", ".join(f":{n}" for n in VIEWS),
                         title="Jump", severity="warning")
@@ -154,11 +160,15 @@ class FlowTUI(App):
 
     def open_logs(self, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> None:
         self.last_dag_id = dag_id
+        from flow.tui.screens.logs import LogScreen
+
         self.push_screen(LogScreen(dag_id, run_id, task_id, try_number))
 
     # -- the command palette ------------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from flow.tui.commands import flow_commands
+
         yield from flow_commands(self, screen)
         yield from super().get_system_commands(screen)
 
@@ -200,7 +210,7 @@ def make_app(socket_path: str, *, config_file: str | None = None, theme: str | N
     """The console for `socket_path`, with the keys of `[tui.keys]` and the theme applied."""
     path = config.config_path(config_file)
     data, warnings = config.read_config(path)
-    keys, more = config.keymap(data, path, config.binding_ids())
+    keys, more = config.keymap(data, path, config.binding_ids)
     chosen = config.pick_theme(theme, os.environ if env is None else env)
     return FlowTUI(FlowClient(socket_path), keymap=keys, warnings=warnings + more, theme=chosen)
 

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import pkgutil
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,10 @@ def binding_ids() -> dict[str, str]:
     return ids
 
 
-def keymap(data: Mapping[str, Any], path: Path, known: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The valid entries of `[tui.keys]` and one warning per entry that is not."""
+def keymap(data: Mapping[str, Any], path: Path,
+           known: Mapping[str, str] | Callable[[], Mapping[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """The valid entries of `[tui.keys]` and one warning per entry that is not. `known` may be a
+    callable (binding_ids): it imports every screen, so it is only called when there are keys."""
     tui = data.get("tui")
     if tui is None:
         return {}, []
@@ -84,6 +86,8 @@ def keymap(data: Mapping[str, Any], path: Path, known: Mapping[str, str]) -> tup
         return {}, [f"{path}: [tui] keys must be a table ([tui.keys]); ignored"]
     good: dict[str, str] = {}
     warnings: list[str] = []
+    if callable(known) and keys:
+        known = known()
     for binding_id, value in keys.items():
         if binding_id not in known:
             close = sorted(k for k in known if k.split(".")[-1] == binding_id.split(".")[-1])

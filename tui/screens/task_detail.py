@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+from textual.widgets import DataTable, Header, Sparkline, Static
 from textual.widgets.data_table import RowDoesNotExist
 
 from flow.tui.client import ClientError
@@ -23,6 +23,7 @@ from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets.dag_table import state_text
+from flow.tui.widgets.keybar import KeyBar
 
 TRY_COLUMNS = (("try", "Try"), ("state", "State"), ("start", "Start"), ("end", "End"), ("duration", "Duration"),
                ("exit", "Exit"), ("host", "Host"), ("pid", "PID"), ("error", "Error"))
@@ -111,7 +112,7 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
             yield Sparkline([], id="cpu-spark")
             yield Static("rss", classes="spark-label", id="rss-label")
             yield Sparkline([], id="rss-spark")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#tries", DataTable)

@@ -127,14 +127,44 @@ class RunGrid(ScrollView, can_focus=True):
         self.refresh()
 
     def add_run(self, run: Mapping[str, Any], cells: Mapping[str, Any] | None = None) -> None:
-        """A new run: a new column at the right."""
+        """A new run: a new column at the right; while the page fits the screen only it is drawn."""
         run_id = str(run["run_id"])
         self.runs.append(run_id)
         self.run_info[run_id] = run
         self.cells[run_id] = {t: dict(c) if isinstance(c, Mapping) else {"state": c} for t, c in (cells or {}).items()}
+        before = self.virtual_size
         self._relayout()
-        x = self._label + (len(self.runs) - 1) * CELL - self.scroll_offset.x
-        self.refresh(Region(x, 0, CELL, self.size.height))  # the columns before it stay where they are
+        if self.virtual_size == before:  # the width is the screen's: the columns before it stay put
+            x = self._label + (len(self.runs) - 1) * CELL - self.scroll_offset.x
+            self.refresh(Region(x, 0, CELL, self.size.height))
+
+    def fits(self) -> int:
+        """How many run columns fit beside the task labels without scrolling (at least 1)."""
+        return max(1, (self.scrollable_content_region.width - self._label) // CELL)
+
+    def trim(self) -> list[str]:
+        """Drop the oldest runs when the page no longer fits: half a screen at once, so the next
+        runs land in empty columns (a cell's bytes each) instead of shifting every column (a whole
+        repaint) each time. Never drops the run under the cursor. Returns the dropped run ids."""
+        if not self.scrollable_content_region.width:  # not on screen (the graph is shown): no width to fit
+            return []
+        excess = len(self.runs) - self.fits()
+        drop = min(max(excess, self.fits() // 2), self.column) if excess > 0 else 0
+        if drop <= 0:
+            return []
+        dropped, self.runs = self.runs[:drop], self.runs[drop:]
+        for run_id in dropped:
+            self.run_info.pop(run_id, None)
+            self.cells.pop(run_id, None)
+        self.column -= drop
+        self._relayout()
+        self._rescale()
+        self._flags = {}
+        self._reflag(self.tasks)
+        self.scroll_to(x=0, animate=False, immediate=True)
+        self._scroll_to_cursor()
+        self.refresh()
+        return dropped
 
     def set_state(self, run_id: str, task_id: str, state: str | None) -> bool:
         return self.set_cell(run_id, task_id, {"state": state})
@@ -249,6 +279,7 @@ class RunGrid(ScrollView, can_focus=True):
             self.scroll_to(x=x, y=y, animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
+        self._relayout()
         self._scroll_to_cursor()
 
     def on_mount(self) -> None:
@@ -265,7 +296,10 @@ class RunGrid(ScrollView, can_focus=True):
 
     def _relayout(self) -> None:
         self._label = min(MAX_LABEL, max((len(t) for t in self.tasks), default=4)) + 2
-        self.virtual_size = Size(self._label + len(self.runs) * CELL, HEADER + len(self.tasks))
+        # At least the screen's width: a run added to a page that still fits leaves the size alone,
+        # and so repaints its own column instead of the whole widget.
+        width = max(self._label + len(self.runs) * CELL, self.scrollable_content_region.width)
+        self.virtual_size = Size(width, HEADER + len(self.tasks))
 
     def _rescale(self) -> None:
         field = heat.FIELDS.get(self.mode)
