@@ -14,13 +14,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from flow.tui import timefmt
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.shown import ShownGate
 from flow.tui.widgets.dag_table import DagTable
+from flow.tui.widgets.keybar import KeyBar
 
 CATCH_UP = 50
 """More DAGs changed than this while the list was covered: one dags.list instead of a dags.get each."""
@@ -72,7 +73,7 @@ class DagListScreen(ShownGate, ActionsMixin, Screen):
         yield Input(placeholder="filter by DAG id, tag or owner (esc clears)", id="filter")
         yield DagTable(id="dags")
         yield Static("", id="view-note")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#import-errors").display = False
