@@ -11,6 +11,8 @@ churn   50 one-second tasks re-run continuously (a new run every second or two) 
 steady  the grid of 5 runs whose tasks keep changing (about 100 state changes a second) while no
         run column comes or goes: the same figure.
 logs    the log screen following a task that writes 50 lines a second: the same figure.
+dagslist  flowd's side of opening the list: `dags.list` over the socket for 1,000 DAGs without runs,
+        then with one finished run each, then the same after a restart (runs only in the database).
 
     .venv/bin/python bench/bench_console.py [--paints 5] [--churn 15]
 """
@@ -269,11 +271,45 @@ def bench_logs(base: Path, seconds: float) -> None:
         flowd.stop()
 
 
+def bench_dags_list(base: Path, n: int = 1000) -> None:
+    flowd = fresh_flowd(base, {"many.py": MANY.format(n=n)})
+
+    def timed(client: Client) -> float:
+        def once() -> float:
+            t0 = time.perf_counter()
+            client.call("dags.list")
+            return time.perf_counter() - t0
+        return statistics.median(once() for _ in range(7)) * 1000
+
+    try:
+        wait_dags(flowd.sock_path, n)
+        with Client.connect(flowd.sock_path) as client:
+            idle = timed(client)
+            for i in range(n):
+                client.call("dags.pause", dag_id=f"dag_{i:04d}", paused=False)
+                client.call("dags.trigger", dag_id=f"dag_{i:04d}")
+            deadline = time.monotonic() + 300
+            while any((d.get("last_run") or {}).get("state") != "success" for d in client.call("dags.list")["dags"]):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the runs did not finish within 300 s")
+                time.sleep(1)
+            finished = timed(client)
+        flowd.stop()
+        flowd.start()
+        wait_dags(flowd.sock_path, n)
+        with Client.connect(flowd.sock_path) as client:
+            restarted = timed(client)
+        print(f"dagslist {n} DAGs: dags.list median {idle:.0f} ms without runs, {finished:.0f} ms with one "
+              f"finished run each, {restarted:.0f} ms after a restart (runs only in the database)")
+    finally:
+        flowd.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paints", type=int, default=5)
     ap.add_argument("--churn", type=float, default=15.0, help="seconds of churn per view")
-    ap.add_argument("--only", choices=("paint", "list", "churn", "steady", "logs"))
+    ap.add_argument("--only", choices=("paint", "list", "churn", "steady", "logs", "dagslist"))
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {psutil.cpu_count()} cpus, Python {platform.python_version()}")
     base = Path(tempfile.mkdtemp(prefix="fcb-"))
@@ -288,6 +324,8 @@ def main() -> None:
             bench_steady(base / "steady", args.churn)
         if args.only in (None, "logs"):
             bench_logs(base / "logs", args.churn)
+        if args.only in (None, "dagslist"):
+            bench_dags_list(base / "dagslist")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
