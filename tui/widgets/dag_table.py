@@ -295,6 +295,7 @@ class DagTable(ScrollView, can_focus=True):
             self._refresh_row(row)
         if scroll:
             self._scroll_to_cursor()
+            self.call_after_refresh(self._scroll_to_cursor)  # again once a scrollbar that came or went is laid out
 
     def _scroll_to_cursor(self) -> None:
         height = self._page_height()
