@@ -10,6 +10,9 @@ churn   50 one-second tasks re-run continuously (a new run every second or two) 
         the terminal per second.
 steady  the grid of 5 runs whose tasks keep changing (about 100 state changes a second) while no
         run column comes or goes: the same figure.
+logs    the log screen following a task that writes 50 lines a second: the same figure.
+dagslist  flowd's side of opening the list: `dags.list` over the socket for 1,000 DAGs without runs,
+        then with one finished run each, then the same after a restart (runs only in the database).
 
     .venv/bin/python bench/bench_console.py [--paints 5] [--churn 15]
 """
@@ -61,6 +64,13 @@ with DAG("steady", schedule=None, max_active_tasks=64, max_active_runs=8) as d:
     for c in range(10):
         chain(*[BashOperator(task_id=f"c{c}_{i:02d}", bash_command="sleep 1", do_xcom_push=False)
                 for i in range(40)])
+"""
+CHATTY = """
+from flow import DAG
+from flow.operators import BashOperator
+with DAG("chatty", schedule=None) as d:
+    BashOperator(task_id="talk", do_xcom_push=False, bash_command=(
+        "for i in $(seq 1 3000); do echo line $i of a chatty task with some words in it; sleep 0.02; done"))
 """
 
 
@@ -238,11 +248,68 @@ def bench_steady(base: Path, seconds: float) -> None:
         flowd.stop()
 
 
+def bench_logs(base: Path, seconds: float) -> None:
+    """`l` on the running task's cell, which follows its log: bytes per second while it streams."""
+    flowd = fresh_flowd(base, {"chatty.py": CHATTY})
+    try:
+        wait_dags(flowd.sock_path, 1)
+        with Client.connect(flowd.sock_path) as client:
+            client.call("dags.pause", dag_id="chatty", paused=False)
+            client.call("dags.trigger", dag_id="chatty")
+            term = Terminal(flowd.sock_path)
+            term.wait_for(b"chatty")
+            term.send(b"\r")
+            term.read(2.0)
+            term.send(b"l")
+            term.wait_for(b"chatty task")
+            term.read(1.0)
+            total = term.read(seconds)
+            print(f"logs   following a task writing 50 lines/s: {total / seconds / 1024:.1f} KiB/s written to the "
+                  f"terminal over {seconds:.0f} s")
+            term.close()
+    finally:
+        flowd.stop()
+
+
+def bench_dags_list(base: Path, n: int = 1000) -> None:
+    flowd = fresh_flowd(base, {"many.py": MANY.format(n=n)})
+
+    def timed(client: Client) -> float:
+        def once() -> float:
+            t0 = time.perf_counter()
+            client.call("dags.list")
+            return time.perf_counter() - t0
+        return statistics.median(once() for _ in range(7)) * 1000
+
+    try:
+        wait_dags(flowd.sock_path, n)
+        with Client.connect(flowd.sock_path) as client:
+            idle = timed(client)
+            for i in range(n):
+                client.call("dags.pause", dag_id=f"dag_{i:04d}", paused=False)
+                client.call("dags.trigger", dag_id=f"dag_{i:04d}")
+            deadline = time.monotonic() + 300
+            while any((d.get("last_run") or {}).get("state") != "success" for d in client.call("dags.list")["dags"]):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the runs did not finish within 300 s")
+                time.sleep(1)
+            finished = timed(client)
+        flowd.stop()
+        flowd.start()
+        wait_dags(flowd.sock_path, n)
+        with Client.connect(flowd.sock_path) as client:
+            restarted = timed(client)
+        print(f"dagslist {n} DAGs: dags.list median {idle:.0f} ms without runs, {finished:.0f} ms with one "
+              f"finished run each, {restarted:.0f} ms after a restart (runs only in the database)")
+    finally:
+        flowd.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paints", type=int, default=5)
     ap.add_argument("--churn", type=float, default=15.0, help="seconds of churn per view")
-    ap.add_argument("--only", choices=("paint", "list", "churn", "steady"))
+    ap.add_argument("--only", choices=("paint", "list", "churn", "steady", "logs", "dagslist"))
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {psutil.cpu_count()} cpus, Python {platform.python_version()}")
     base = Path(tempfile.mkdtemp(prefix="fcb-"))
@@ -255,6 +322,10 @@ def main() -> None:
             bench_churn(base / "churn", args.churn)
         if args.only in (None, "steady"):
             bench_steady(base / "steady", args.churn)
+        if args.only in (None, "logs"):
+            bench_logs(base / "logs", args.churn)
+        if args.only in (None, "dagslist"):
+            bench_dags_list(base / "dagslist")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -85,18 +85,22 @@ def schedule_text(ser: dict[str, Any]) -> str:
     return sched.describe() if sched else "manual only"
 
 
-def _recent(engine: Engine, last: dict[str, Any] | None) -> dict[str, int]:
-    """Task-state counts of the DAG's last run, from memory when the engine holds the run."""
+def _recent(engine: Engine, last: dict[str, Any] | None,
+            counts: dict[int, dict[str, int]] | None = None) -> dict[str, int]:
+    """Task-state counts of the DAG's last run, from memory when the engine holds the run, else
+    from `counts` (dags.list reads them for every DAG in one query) or the database."""
     if last is None:
         return {}
     mem = engine.runs.get(last["id"])
     if mem is not None:
         return dict(Counter(v.state.value for v in mem.tis.values()))
-    return dict(Counter(ti["state"] for ti in engine.store.task_instances(last["id"])))
+    if counts is None:
+        counts = engine.store.ti_state_counts([last["id"]])
+    return dict(counts.get(last["id"], {}))
 
 
 def dag_summary(engine: Engine, row: dict[str, Any], last: dict[str, Any] | None,
-                peaks: dict[str, int] | None = None) -> dict[str, Any]:
+                peaks: dict[str, int] | None = None, counts: dict[int, dict[str, int]] | None = None) -> dict[str, Any]:
     ser = row["serialized"]
     dag_id = row["dag_id"]
     next_run = engine.next_dagrun.get(dag_id, row.get("next_dagrun")) if dag_id in engine.dags else None
@@ -116,7 +120,7 @@ def dag_summary(engine: Engine, row: dict[str, Any], last: dict[str, Any] | None
         "next_run": next_run,
         "last_run": None if last is None else pick(last, ("run_id", "state", "logical_date", "start_date",
                                                           "end_date")),
-        "recent": _recent(engine, last),
+        "recent": _recent(engine, last, counts),
         "last_run_peak_rss": peaks.get(dag_id),
     }
 
@@ -125,7 +129,8 @@ def dags_list(call: Call, p: dict[str, Any]) -> dict[str, Any]:
     engine = call.engine
     latest = engine.store.latest_runs()
     peaks = last_run_peaks(engine, latest)
-    dags = [dag_summary(engine, row, latest.get(row["dag_id"]), peaks) for row in engine.store.dags()]
+    counts = engine.store.ti_state_counts(r["id"] for r in latest.values() if r["id"] not in engine.runs)
+    dags = [dag_summary(engine, row, latest.get(row["dag_id"]), peaks, counts) for row in engine.store.dags()]
     return {"dags": dags, "import_errors": len(engine.store.import_errors())}
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .footprint import db_size
 from .specs import _safe
 
 log = logging.getLogger("flow.housekeeping")
@@ -77,25 +78,6 @@ def sweep_logs(log_folder: str, days: int, now: datetime, keep_dirs: set[str]) -
     return result
 
 
-def database_bytes(store: Any) -> int | None:
-    """The database's size on disk: the SQLite file and its WAL, or pg_database_size."""
-    url = store.url
-    if store.dialect == "sqlite":
-        path = url.database
-        if not path or path == ":memory:":
-            return None
-        return sum(os.path.getsize(p) for p in (path, f"{path}-wal", f"{path}-shm") if os.path.exists(p))
-    if store.dialect == "postgresql":
-        import sqlalchemy as sa
-
-        try:
-            with store._engine.connect() as conn:
-                return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar() or 0)
-        except Exception as exc:
-            log.debug("cannot read the database size: %s", exc)
-    return None
-
-
 class Housekeeping:
     """flowd's periodic sweep and the storage figures `status` reports."""
 
@@ -117,7 +99,7 @@ class Housekeeping:
             days = int(self.settings.log_retention_days or 0)
             keep = self._keep_dirs()
             result = await asyncio.to_thread(sweep_logs, self.settings.log_folder, days, now, keep)
-            self.db_bytes = await asyncio.to_thread(database_bytes, self.engine.store)
+            self.db_bytes = await asyncio.to_thread(db_size, self.engine.store)
             self.last = {"time": now.isoformat(), "retention_days": days, **asdict(result)}
             if result.removed_files or result.removed_dirs:
                 log.info("log retention (%d days): removed %d file(s), %d bytes, %d empty folder(s)", days,

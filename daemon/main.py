@@ -146,6 +146,7 @@ class Daemon:
         self.sock = sock
         self.engine: Any = None
         self.server: Any = None
+        self.db_lock: Any = None
         self.watcher: Any = None
         self.stopping = asyncio.Event()
         self._ready = False
@@ -159,12 +160,14 @@ class Daemon:
     def open_engine(self) -> None:
         from flow.executors.base import build_executor
 
+        from .dblock import DatabaseInUse, DatabaseLock
         from .engine import Engine
-        from .store import Store, StoreError
+        from .store import Store, StoreError, parse_url
 
         try:
+            self.db_lock = DatabaseLock.acquire(parse_url(self.settings.db_url), self.settings.socket_path)
             store = Store.open(self.settings.db_url)
-        except StoreError as exc:
+        except (StoreError, DatabaseInUse) as exc:
             raise StartupError(str(exc)) from None
         try:
             executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
@@ -362,6 +365,8 @@ class Daemon:
             self.engine.notifications.close()
         with contextlib.suppress(Exception):
             self.engine.store.close()
+        if self.db_lock is not None:
+            self.db_lock.release()
         log.info("flowd stopped%s", f"; {running} task(s) left to the runner for the next flowd"
                  if running and self.settings.stop_mode == "adopt" else "")
 

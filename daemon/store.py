@@ -32,7 +32,7 @@ _SQLITE_PRAGMAS = ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL
 _PG_MIGRATION_LOCK = 0x666C6F77  # "flow": serialises concurrent upgrades of one PostgreSQL database
 
 
-def _parse_url(url: str | URL) -> URL:
+def parse_url(url: str | URL) -> URL:
     """Accept the spellings users write and pin the driver flow is tested with."""
     try:
         parsed = sa.make_url(url)
@@ -118,7 +118,7 @@ class Store(StoreReads, ResourceReads):
         ``migrate=False`` still opens an empty or older database, so ``flow db upgrade`` can open
         and then call :meth:`upgrade` itself.
         """
-        parsed = _parse_url(url)
+        parsed = parse_url(url)
         if parsed.get_backend_name() == "sqlite":
             try:
                 Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ quick with a million task instances; ``tests/store`` checks the query plans on b
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -203,6 +203,19 @@ class StoreReads:
         )
         with self._read() as conn:
             return _dicts(conn, stmt)
+
+    def ti_state_counts(self, run_keys: Iterable[int]) -> dict[int, dict[str, int]]:
+        """{run key: {state: count of its task instances}}, one grouped query per 500 runs."""
+        keys = list(run_keys)
+        counts: dict[int, dict[str, int]] = {}
+        for at in range(0, len(keys), 500):
+            stmt = (sa.select(task_instance.c.dag_run_id, task_instance.c.state, sa.func.count())
+                    .where(task_instance.c.dag_run_id.in_(keys[at:at + 500]))
+                    .group_by(task_instance.c.dag_run_id, task_instance.c.state))
+            with self._read() as conn:
+                for run_key, state, n in conn.execute(stmt):
+                    counts.setdefault(run_key, {})[state] = n
+        return counts
 
     def task_instance(self, run_key: int, task_id: str) -> dict[str, Any] | None:
         stmt = sa.select(task_instance).where(

@@ -134,6 +134,10 @@ def test_tasks_stats_lists_tries_newest_first(daemon):
 
 def test_status_reports_host_footprint_and_admission(daemon):
     st = call(daemon, "status")
+    deadline = time.monotonic() + 10
+    while st["db_size"] is None and time.monotonic() < deadline:  # measured in a thread after start
+        time.sleep(0.1)
+        st = call(daemon, "status")
     assert st["host"]["mem_total"] > st["host"]["mem_available"] > 0
     assert 0 < st["host"]["mem_free_percent"] <= 100 and st["host"]["cpu_count"] >= 1
     assert st["admission"] == {"min_free_memory": None, "holding": False, "reason": None}

@@ -375,6 +375,20 @@ def test_latest_runs_one_per_dag(store: Store) -> None:
     assert latest["a"]["logical_date"] == T0 + timedelta(days=3)
 
 
+def test_ti_state_counts_of_many_runs_in_one_call(store: Store) -> None:
+    add_dag(store)
+    keys = [add_run(store, day=d, task_ids=("a", "b", "c")) for d in range(3)]
+    with store.begin() as tx:
+        tx.update_ti(keys[0], "a", state="success")
+        tx.update_ti(keys[0], "b", state="failed")
+        tx.update_ti(keys[1], "c", state="running")
+    assert store.ti_state_counts([keys[0], keys[1], 999999]) == {
+        keys[0]: {"success": 1, "failed": 1, "none": 1}, keys[1]: {"none": 2, "running": 1}}
+    assert store.ti_state_counts([]) == {}
+    many = store.ti_state_counts(keys * 400)  # past one statement's 500 keys: the chunks add up
+    assert many[keys[2]] == {"none": 3} and set(many) == set(keys)
+
+
 def test_json_columns_round_trip(store: Store) -> None:
     ser = serialized(params={"n": 1.25, "s": "ß", "l": [None, False], "d": {}}, extra_key=[[1], {"x": None}])
     with store.begin() as tx:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from flow.tui.screens.refetch import Refetching
 from flow.tui.timefmt import clock
+from flow.tui.widgets.keybar import KeyBar
 
 if TYPE_CHECKING:
     from flow.tui.app import FlowTUI
@@ -54,7 +55,7 @@ class AuditScreen(Refetching, Screen):
         yield Input(placeholder="filter by user, action, DAG or parameter (esc clears)", id="audit-filter")
         yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
         yield Static("", id="audit-note")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#audit-filter").display = False

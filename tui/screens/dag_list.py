@@ -14,13 +14,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from flow.tui import timefmt
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.shown import ShownGate
 from flow.tui.widgets.dag_table import DagTable
+from flow.tui.widgets.keybar import KeyBar
 
 CATCH_UP = 50
 """More DAGs changed than this while the list was covered: one dags.list instead of a dags.get each."""
@@ -72,7 +73,7 @@ class DagListScreen(ShownGate, ActionsMixin, Screen):
         yield Input(placeholder="filter by DAG id, tag or owner (esc clears)", id="filter")
         yield DagTable(id="dags")
         yield Static("", id="view-note")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#import-errors").display = False
@@ -188,9 +189,10 @@ class DagListScreen(ShownGate, ActionsMixin, Screen):
         if dag_id is not None:
             self.flow_app.open_dag(dag_id)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_dag_table_selected(self, event: DagTable.Selected) -> None:
+        """Enter on the table (its own binding, so the screen's enter does not fire too) or a click."""
         event.stop()
-        self.action_open()
+        self.flow_app.open_dag(event.dag_id)
 
     def action_pause(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag

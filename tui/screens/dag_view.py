@@ -15,7 +15,7 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Header, Static
+from textual.widgets import ContentSwitcher, Header, Static
 
 from flow.states import GLYPHS
 from flow.tui.client import ClientError
@@ -24,6 +24,7 @@ from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets import heat
 from flow.tui.widgets.dag_graph import DagGraph
+from flow.tui.widgets.keybar import KeyBar
 from flow.tui.widgets.run_grid import RunGrid, page_size
 
 
@@ -77,7 +78,7 @@ class DagViewScreen(ShownGate, ActionsMixin, Screen):
             yield self.graph
         yield Static("", id="grid-legend")
         yield Static("", id="cell-info")
-        yield Footer()
+        yield KeyBar()
 
 
     @property

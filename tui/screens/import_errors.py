@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from flow.tui.screens.refetch import Refetching
 from flow.tui.timefmt import clock
+from flow.tui.widgets.keybar import KeyBar
 
 if TYPE_CHECKING:
     from flow.tui.app import FlowTUI
@@ -44,7 +45,7 @@ class ImportErrorsScreen(Refetching, Screen):
         yield DataTable(id="errors", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="traceback-box"):
             yield Static("", id="traceback")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#errors", DataTable)

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.timer import Timer
+from textual.widgets import Header, Input, Static
 
 from flow.states import GLYPHS
 from flow.tui.client import ClientError
-from flow.tui.widgets.log_view import LogView
+from flow.tui.widgets.keybar import KeyBar
+from flow.tui.widgets.log_view import LIVE_FRAME, LogView
 
 if TYPE_CHECKING:
     from flow.tui.app import FlowTUI
@@ -68,6 +70,7 @@ class LogScreen(Screen):
         self.live = False
         """The window reaches the end of the file, so live data continues it."""
         self.problem = ""
+        self._header_timer: Timer | None = None
         self._followed: set[int] = set()
         self._window = window
         self._loading = False
@@ -86,7 +89,7 @@ class LogScreen(Screen):
         yield LogView(id="log", **({"limit": self._window} if self._window else {}))
         yield Input(placeholder="search the loaded log (enter: find, esc: cancel)", id="log-search")
         yield Static("", id="log-note")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#log-search").display = False
@@ -227,7 +230,7 @@ class LogScreen(Screen):
         self.log_size = max(self.log_size, next_offset)
         end = self.view.end
         if not self.live or next_offset <= end:
-            self._header()
+            self._header_soon()
             return
         if offset < end:
             data = data.encode()[end - offset:].decode("utf-8", "replace")
@@ -238,7 +241,7 @@ class LogScreen(Screen):
         self.view.append(offset, data, next_offset, live=True)
         if self.following:
             self.view.go_end()
-        self._header()
+        self._header_soon()
 
     # -- what the user does ----------------------------------------------------------------------
 
@@ -346,7 +349,16 @@ class LogScreen(Screen):
 
     # -- the header --------------------------------------------------------------------------------
 
+    def _header_soon(self) -> None:
+        """While the log streams, the header (its size figure) changes with every chunk: redraw it
+        with the view's frames, not per chunk."""
+        if self._header_timer is None:
+            self._header_timer = self.set_timer(LIVE_FRAME, self._header)
+
     def _header(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.stop()
+            self._header_timer = None
         if not self.is_mounted:
             return
         number = self.try_number
@@ -358,7 +370,9 @@ class LogScreen(Screen):
         view = self.view
         if view.first > 0 or view.end < self.log_size:
             parts.append(f"showing {human_size(view.first)}–{human_size(view.end)}")
-        self.query_one("#log-header", Static).update(" · ".join(parts))
+        header = self.query_one("#log-header", Static)
+        if header.content != " · ".join(parts):
+            header.update(" · ".join(parts))
         notes = []
         if self.problem:
             notes.append(f"⚠ {self.problem}")
@@ -368,4 +382,6 @@ class LogScreen(Screen):
         flags = [name for name, on in (("wrap", view.wrap), ("times", view.show_times)) if on]
         if flags:
             notes.append(" ".join(flags))
-        self.query_one("#log-note", Static).update(" · ".join(notes))
+        note = self.query_one("#log-note", Static)
+        if note.content != " · ".join(notes):
+            note.update(" · ".join(notes), layout=False)  # one fixed line

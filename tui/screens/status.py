@@ -15,11 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from flow.tui.client import ClientError
 from flow.tui.screens.logs import human_size
 from flow.tui.timefmt import clock, duration
+from flow.tui.widgets.keybar import KeyBar
 
 if TYPE_CHECKING:
     from flow.tui.app import FlowTUI
@@ -95,7 +96,7 @@ class StatusScreen(Screen):
         yield Header()
         with VerticalScroll(id="status-box"):
             yield Static("asking flowd…", id="status")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.watch(self.app, "utc", lambda _: self._redraw(), init=False)

@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+from textual.widgets import DataTable, Header, Sparkline, Static
 from textual.widgets.data_table import RowDoesNotExist
 
 from flow.tui.client import ClientError, RemoteError
@@ -26,6 +26,7 @@ from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets.dag_table import state_text
+from flow.tui.widgets.keybar import KeyBar
 
 COMMAND_LINES = 10
 """Lines of a command shown; the rest is a `flow runs show --json` away."""
@@ -200,7 +201,7 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
             yield Static("rss", classes="spark-label", id="rss-label")
             yield Sparkline([], id="rss-spark")
             yield Static(xcom_text(None), id="ti-xcom")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#tries", DataTable)

@@ -21,10 +21,16 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 WINDOW = 4 * 1024 * 1024
 """Bytes of log held in memory; the rest stays in the file and is read again when scrolled to."""
 STAMP_WIDTH = 9
+LIVE_FRAME = 0.5
+"""While a log streams in, the view repaints at most this often (seconds). A repaint of a scrolled
+log resends the whole view (Textual cannot tell the terminal to scroll a region), so a task writing
+50 lines a second cost ~66 KiB/s on a 120x40 terminal when every chunk was painted; two frames a
+second cost ~20 KiB/s, at most half a second behind (docs/benchmarks.md, "Console")."""
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -90,11 +96,16 @@ class LogView(ScrollView, can_focus=True):
         self._rows: list[tuple[int, int, int]] = []
         self._line_row: list[int] = []
         self.stick_end = False
+        self._unpainted = False
+        """Live lines were added but not laid out yet (at most LIVE_FRAME ago)."""
+        self._painted_at = 0.0
+        self._frame: Timer | None = None
 
     # -- content -----------------------------------------------------------------------------
 
     def replace(self, first: int, data: str, end: int) -> None:
         """Show exactly [first, end); a chunk that starts mid-file starts at its first whole line."""
+        self._cancel_frame()
         self.lines, self.starts, self.stamps = [], [], {}
         self.open_tail, self.held = False, 0
         if first > 0:
@@ -115,11 +126,34 @@ class LogView(ScrollView, can_focus=True):
         stamp = time.time() if live else None
         self._extend(data, stamp)
         self.end = end
+        if live and time.monotonic() - self._painted_at < LIVE_FRAME:
+            # Lines only go on the end here; the rows laid out so far stay valid until the frame.
+            self._unpainted = True
+            if self._frame is None:
+                self._frame = self.set_timer(self._painted_at + LIVE_FRAME - time.monotonic(), self.flush)
+            return
+        self.flush(force=True)
+
+    def flush(self, force: bool = False) -> None:
+        """Lay out and paint what came in since the last frame."""
+        self._cancel_frame()
+        if not (self._unpainted or force):
+            return
+        self._unpainted = False
+        self._painted_at = time.monotonic()
         removed = self._trim_top()
         self._changed(shift=-removed)
+        if self.stick_end:
+            self.scroll_end(animate=False, x_axis=False, force=True, immediate=True)
+
+    def _cancel_frame(self) -> None:
+        if self._frame is not None:
+            self._frame.stop()
+            self._frame = None
 
     def prepend(self, offset: int, data: str) -> None:
         """Add [offset, self.first) before the window, forgetting from the bottom to stay bounded."""
+        self.flush()
         if offset > 0:
             data, offset = _from_line_start(data, offset)
         if not data or offset >= self.first:
@@ -232,7 +266,8 @@ class LogView(ScrollView, can_focus=True):
     def go_end(self) -> None:
         """Show the last row, and keep showing it if the view changes size before the user moves."""
         self.stick_end = True
-        self.scroll_end(animate=False, x_axis=False, force=True)
+        if not self._unpainted:  # otherwise the coming frame scrolls, once
+            self.scroll_end(animate=False, x_axis=False, force=True, immediate=True)
 
     def go_home(self) -> None:
         self.stick_end = False
