@@ -101,6 +101,7 @@ def test_list_shows_dags_added_to_the_folder_and_an_import_error_banner(flowd: F
         assert cell(app, "example_xcom", "last_run") == "never"
         assert cell(app, "example_xcom", "paused") == "● active"
         assert cell(app, "example_branch", "next_run") != "—"
+        assert cell(app, "example_branch", "schedule") == "* * * * * · every minute", "the expression and its reading"
     run_app(flowd, body)
 
 

@@ -62,6 +62,17 @@ def recent_text(counts: Mapping[str, int] | None) -> Text:
     return text
 
 
+def schedule_cell(dag: Mapping[str, Any]) -> str:
+    """The expression as written and flowd's reading of it: '0 9 * * 1-5 · at 09:00 on weekdays'
+    (just one of them when they say the same, e.g. 'manual only')."""
+    expr = dag.get("schedule")
+    text = str(dag.get("schedule_text") or "")
+    expr = str(expr) if isinstance(expr, str) and expr.strip() else ""
+    if expr and text and expr != text:
+        return f"{expr} · {text}"
+    return expr or text or "manual only"
+
+
 def row_cells(dag: Mapping[str, Any], now: datetime, utc: bool = False) -> dict[str, str | Text]:
     """The text of each column for one DAG summary (docs/protocol.md)."""
     paused = Text("⏸ paused", style="yellow") if dag.get("is_paused") else Text("● active", style="green")
@@ -72,7 +83,7 @@ def row_cells(dag: Mapping[str, Any], now: datetime, utc: bool = False) -> dict[
         "dag_id": str(dag.get("dag_id", "")),
         "tags": ", ".join(str(t) for t in dag.get("tags") or []),
         "owner": str(dag.get("owner") or ""),
-        "schedule": str(dag.get("schedule_text") or dag.get("schedule") or "manual only"),
+        "schedule": schedule_cell(dag),
         "last_run": last_run_text(dag.get("last_run"), now),
         "peak": Text(compact_bytes(dag.get("last_run_peak_rss")), justify="right"),
         "next_run": next_run_text(dag.get("next_run"), utc=utc),
