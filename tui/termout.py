@@ -47,6 +47,12 @@ if _STOCK is not None:
         """ChopsUpdate whose terminal output starts at the changed span, not at the chop."""
 
         def render_segments(self, console: Console) -> str:
+            try:
+                return self._tight(console)
+            except (AttributeError, TypeError, ValueError, IndexError):  # a Textual whose update changed shape
+                return super().render_segments(console)
+
+        def _tight(self, console: Console) -> str:
             sequences: list[str] = []
             append = sequences.append
             move_to = Control.move_to

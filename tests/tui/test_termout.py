@@ -102,3 +102,17 @@ def test_the_console_installs_it() -> None:
     from textual import _compositor
 
     assert _compositor.ChopsUpdate is termout.TightChopsUpdate
+
+
+def test_an_update_of_another_shape_falls_back_to_textuals_own_rendering() -> None:
+    """A later Textual whose chops differ must still paint (its own way), never crash the console."""
+    con = console()
+    update = termout.TightChopsUpdate([{0: Strip([Segment("abc")])}], [(0, 1, 2)], [[WIDTH]])
+    update.chop_ends = None  # type: ignore[assignment]  # what the tight path reads, gone
+    calls: list[str] = []
+    real = termout._STOCK.render_segments
+    termout._STOCK.render_segments = lambda self, c: calls.append("stock") or "x"  # type: ignore[method-assign]
+    try:
+        assert update.render_segments(con) == "x" and calls == ["stock"]
+    finally:
+        termout._STOCK.render_segments = real  # type: ignore[method-assign]
