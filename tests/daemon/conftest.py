@@ -7,6 +7,7 @@ can see every STATUS, RELOADING, STOPPING and WATCHDOG message flowd sent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -228,6 +229,11 @@ class Flowd:
         if self.listener is not None:
             self.listener.close()
 
+    def discard(self) -> None:
+        """cleanup(), then remove the short folder that held the socket."""
+        self.cleanup()
+        shutil.rmtree(os.path.dirname(self.socket_path), ignore_errors=True)
+
 
 def make_flowd(tmp_path: Path) -> Flowd:
     """A configured, not yet started Flowd whose files live under tmp_path (socket in a short dir)."""
@@ -243,14 +249,18 @@ def make_flowd(tmp_path: Path) -> Flowd:
     return f
 
 
-@pytest.fixture
-def flowd(tmp_path: Path) -> Iterator[Flowd]:
-    """A started flowd with an empty DAG folder; stopped (and its tasks ended) at teardown."""
-    f = make_flowd(tmp_path)
-    short = os.path.dirname(f.socket_path)
+@contextlib.contextmanager
+def running(f: Flowd) -> Iterator[Flowd]:
+    """f started; discarded (stopped, its tasks ended, its socket folder removed) afterwards."""
     try:
         f.start()
         yield f
     finally:
-        f.cleanup()
-        shutil.rmtree(short, ignore_errors=True)
+        f.discard()
+
+
+@pytest.fixture
+def flowd(tmp_path: Path) -> Iterator[Flowd]:
+    """A started flowd with an empty DAG folder; stopped (and its tasks ended) at teardown."""
+    with running(make_flowd(tmp_path)) as f:
+        yield f

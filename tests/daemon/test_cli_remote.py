@@ -21,7 +21,7 @@ import pytest
 
 from flow.daemon.client import Client
 
-from .conftest import FLOW, Flowd, clean_env, make_flowd
+from .conftest import FLOW, Flowd, clean_env, make_flowd, running
 
 CHAIN = """
 from flow import DAG
@@ -68,12 +68,8 @@ with DAG("{name}", schedule=None):
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flowd]:
     f = make_flowd(tmp_path_factory.mktemp("flowd"))
-    try:
-        f.start()
+    with running(f):
         yield f
-    finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
 
 
 def add_dag(daemon: Flowd, template: str, name: str, **fmt: Any) -> str:

@@ -4,7 +4,6 @@ first one (SIGKILL) leaves nothing behind that blocks the next. SQLite and Postg
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,7 @@ def second(tmp_path: Path) -> Iterator[Flowd]:
     try:
         yield f
     finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
+        f.discard()
 
 
 def refused(f: Flowd) -> str:
@@ -71,8 +69,7 @@ def test_a_second_flowd_on_the_same_postgresql_schema_refuses_another_schema_is_
         assert hello_status(second.socket_path)["pid"] == second.proc.pid
     finally:
         for f in (first, third):
-            f.cleanup()
-            shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
+            f.discard()
         drop_pg_schema(pg_admin, schema)
 
 
@@ -87,5 +84,4 @@ def test_an_unlocked_leftover_lock_file_does_not_block(tmp_path: Path):
         f.start()
         assert f"flowd pid {f.proc.pid}" in lock.read_text()
     finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
+        f.discard()

@@ -61,8 +61,7 @@ def idle(tmp_path: Path):
     """A configured flowd the test starts itself (to change its environment or flags first)."""
     f = make_flowd(tmp_path)
     yield f
-    f.cleanup()
-    shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
+    f.discard()
 
 
 # -- start-up -------------------------------------------------------------------------------------

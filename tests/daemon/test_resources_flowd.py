@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -16,7 +14,7 @@ import pytest
 
 from flow.daemon.client import Client
 
-from .conftest import Flowd, make_flowd
+from .conftest import Flowd, make_flowd, running
 
 SLEEPY = """
 from flow import DAG
@@ -74,12 +72,8 @@ def run_state(daemon: Flowd, dag_id: str, run_id: str) -> str:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flowd]:
     f = make_flowd(tmp_path_factory.mktemp("flowd"))
     f.env["FLOW_SAMPLE_INTERVAL"] = "0.3"
-    try:
-        f.start()
+    with running(f):
         yield f
-    finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
 
 
 def test_live_figures_and_wait_reasons_while_a_run_is_going(daemon, tmp_path):
@@ -176,8 +170,7 @@ def test_admission_control_holds_new_tasks_and_releases_them_on_reload(tmp_path)
         st = call(f, "status")
         assert st["admission"] == {"min_free_memory": "1KiB", "holding": False, "reason": None}
     finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
+        f.discard()
 
 
 def test_a_bad_min_free_memory_stops_start_up_with_one_clear_line(tmp_path):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from flow.daemon.client import Client, RemoteError
 
-from .conftest import Flowd, make_flowd
+from .conftest import Flowd, make_flowd, running
 from .test_resources_flowd import call, load_dag, poll, run_state, tis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +47,8 @@ with DAG("NAME", schedule=None, params={"x": "from-params"}):
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flowd]:
     f = make_flowd(tmp_path_factory.mktemp("flowd"))
-    try:
-        f.start()
+    with running(f):
         yield f
-    finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
 
 
 def finished(daemon: Flowd, dag_id: str, run_id: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,8 +55,7 @@ def daemon(tmp_path: Path, conf: Path) -> Iterator[Flowd]:
     try:
         yield f
     finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
+        f.discard()
 
 
 def add_dag(daemon: Flowd, template: str, name: str, **fmt: Any) -> None:

@@ -9,9 +9,7 @@ remote sampler's own tick counter says so.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 
 from flow.executors.base import build_executor
 
-from ..daemon.conftest import Flowd, make_flowd
+from ..daemon.conftest import Flowd, make_flowd, running
 from ..daemon.test_resources_flowd import call, load_dag, poll, run_state, tis, trigger
 from ..integration.conftest import run_until_idle, tis_of, write_dag
 from .conftest import Sshd, write_connections
@@ -160,12 +158,8 @@ def daemon(tmp_path: Path, conf: Path) -> Iterator[Flowd]:
     f = make_flowd(tmp_path)
     f.env["FLOW_CONNECTIONS"] = str(conf)
     f.env["FLOW_SAMPLE_INTERVAL"] = "0.3"
-    try:
-        f.start()
+    with running(f):
         yield f
-    finally:
-        f.cleanup()
-        shutil.rmtree(os.path.dirname(f.socket_path), ignore_errors=True)
 
 
 def test_remote_figures_through_flowd_and_the_cli(daemon: Flowd, tmp_path: Path):
