@@ -1,7 +1,7 @@
-"""One flowd per database: a second one, even on another socket, would run every task twice.
+"""One flowd per socket and per database: a second one would run every task twice.
 
-`refuse_if_running` (main.py) catches a second flowd on the same socket; this catches one on the
-same database. SQLite: an exclusive `flock` on `<database>.flowd-lock` beside the file, which
+`refuse_if_running` catches a second flowd on the same socket before the database is touched;
+`DatabaseLock` catches one on the same database, whatever its socket. SQLite: an exclusive `flock` on `<database>.flowd-lock` beside the file, which
 also records who holds it. PostgreSQL: a session advisory lock keyed by the schema flow uses,
 held on one connection that carries flowd's pid and host as its application_name, so the refusal
 can say who holds it. Both vanish with the process that holds them (a SIGKILL included), so a
@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,28 @@ PG_LOCK_CLASS = 0x666C6F77
 """First key of the advisory lock ('flow'); the second is hashtext(current_schema())."""
 
 
-class DatabaseInUse(Exception):
-    """Another flowd holds the database; the message says which and what to do."""
+class NotAlone(Exception):
+    """Another flowd holds the database (or answers on the socket); the message says which."""
+
+
+def refuse_if_running(path: str) -> None:
+    """Refuse to start before touching the database when a flowd already answers on our socket.
+
+    The server checks again when it binds; checking first means a second flowd never loads (and
+    starts settling) the runs the first one is still running.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(path)
+        pid, _, _ = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except TimeoutError:
+        pid = 0
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise NotAlone(f"flowd is already running on {path}" + (f" (pid {pid})" if pid else ""))
 
 
 def _who() -> str:
@@ -53,14 +74,14 @@ class DatabaseLock:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise DatabaseInUse(f"cannot open the database at {url.database}: cannot create its lock file "
+            raise NotAlone(f"cannot open the database at {url.database}: cannot create its lock file "
                                 f"{path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another flowd"
             os.close(fd)
-            raise DatabaseInUse(f"the database {url.database} is in use by {holder}; two flowds on one "
+            raise NotAlone(f"the database {url.database} is in use by {holder}; two flowds on one "
                                 "database would run every task twice: stop that one first, or give this "
                                 "one its own --db") from None
         os.ftruncate(fd, 0)
@@ -80,7 +101,7 @@ class DatabaseLock:
             conn = engine.connect()
         except sa.exc.DBAPIError as exc:
             engine.dispose()
-            raise DatabaseInUse(f"cannot connect to {url} to take flowd's lock: "
+            raise NotAlone(f"cannot connect to {url} to take flowd's lock: "
                                 f"{' '.join(str(exc.orig).split())}") from None
         key = sa.text("SELECT pg_try_advisory_lock(:k, hashtext(current_schema()))")
         if not conn.execute(key, {"k": PG_LOCK_CLASS}).scalar():
@@ -93,7 +114,7 @@ class DatabaseLock:
             engine.dispose()
             who = (holder[0] or "another client") + (f" from {holder[1]}" if holder and holder[1] else "") \
                 if holder else "another flowd"
-            raise DatabaseInUse(f"the database {schema} at {url.host or 'localhost'} is in use by {who}; two "
+            raise NotAlone(f"the database {schema} at {url.host or 'localhost'} is in use by {who}; two "
                                 "flowds on one database would run every task twice: stop that one first, or "
                                 "give this one its own db_url") from None
 

@@ -17,13 +17,13 @@ import logging
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .config import LOG_LEVELS, ConfigError, Settings, config_file_path, default_mode, load_settings, mask_url
+from .dblock import NotAlone, refuse_if_running
 from .systemd import Notifier, activated_socket, monotonic_usec, watchdog_interval
 
 log = logging.getLogger("flow.flowd")
@@ -104,32 +104,15 @@ def prepare_folders(settings: Settings, mode: str, activated: bool) -> None:
         raise StartupError(f"cannot create the DAG folder {settings.dags_folder}: {exc.strerror}") from None
     if activated:
         return
-    refuse_if_running(settings.socket_path)
+    try:
+        refuse_if_running(settings.socket_path)
+    except NotAlone as exc:
+        raise StartupError(str(exc)) from None
     parent = Path(settings.socket_path).parent
     try:
         parent.mkdir(parents=True, exist_ok=True, mode=0o755 if mode == "system" else 0o700)
     except OSError as exc:
         raise StartupError(f"cannot create the socket folder {parent}: {exc.strerror}") from None
-
-
-def refuse_if_running(path: str) -> None:
-    """Refuse to start before touching the database when a flowd already answers on our socket.
-
-    The server checks again when it binds; checking first means a second flowd never loads (and
-    starts settling) the runs the first one is still running.
-    """
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(2.0)
-    try:
-        probe.connect(path)
-        pid, _, _ = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    except TimeoutError:
-        pid = 0
-    except OSError:
-        return
-    finally:
-        probe.close()
-    raise StartupError(f"flowd is already running on {path}" + (f" (pid {pid})" if pid else ""))
 
 
 class Daemon:
@@ -160,14 +143,14 @@ class Daemon:
     def open_engine(self) -> None:
         from flow.executors.base import build_executor
 
-        from .dblock import DatabaseInUse, DatabaseLock
+        from .dblock import DatabaseLock, NotAlone
         from .engine import Engine
         from .store import Store, StoreError, parse_url
 
         try:
             self.db_lock = DatabaseLock.acquire(parse_url(self.settings.db_url), self.settings.socket_path)
             store = Store.open(self.settings.db_url)
-        except (StoreError, DatabaseInUse) as exc:
+        except (StoreError, NotAlone) as exc:
             raise StartupError(str(exc)) from None
         try:
             executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
