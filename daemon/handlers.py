@@ -185,7 +185,12 @@ def runs_get(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         tis.append(pick(ti, TI_FIELDS) | {
             "wait_reason": waits.get(tid),
             "tries": [pick(t, TRY_FIELDS) | {"resources": figures.get((tid, t["try_number"]))} for t in tries]})
-    fit_rendered(tis)
+    if p["rendered"]:
+        fit_rendered(tis)
+    else:  # the grid refetches a run on every burst of events and draws no commands
+        for attempt in (t for ti in tis for t in ti["tries"]):
+            attempt.pop("rendered", None)
+            attempt.pop("rendered_cwd", None)
     return {"run": pick(run, RUN_FIELDS), "task_instances": tis}
 
 

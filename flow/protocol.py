@@ -227,7 +227,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("dags.trigger", "operator", (_DAG, _p("conf", "object"), _p("logical_date", "datetime"))),
     Method("runs.list", "viewer", (_DAG, _p("limit", "int", default=25, min=1, max=1000),
                                    _p("before", "datetime"))),
-    Method("runs.get", "viewer", (_DAG, _RUN)),
+    Method("runs.get", "viewer", (_DAG, _RUN, _p("rendered", "bool", default=True))),
     Method("runs.grid", "viewer", (_DAG, _p("limit", "int", default=25, min=1, max=200),
                                    _p("before", "datetime"))),
     Method("tasks.clear", "operator", (_DAG, _RUN, _p("task_ids", "str_list"), _DOWN, _UP,

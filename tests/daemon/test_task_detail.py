@@ -92,6 +92,10 @@ def test_each_try_records_the_command_it_ran_rendered(daemon: Flowd, templated_r
         assert f"try={n} in {base / '20240301'}" in log
     big = tis(daemon, "templated", run_id)["big"]
     assert [(t["state"], t["rendered"], t["rendered_cwd"]) for t in big["tries"]] == [("success", None, None)]
+    with Client.connect(daemon.socket_path) as client:  # what the console's grid asks for: no commands
+        lean = client.call("runs.get", dag_id="templated", run_id=run_id, rendered=False)["task_instances"]
+    assert [t["state"] for ti in lean for t in ti["tries"] if ti["task_id"] == "show"] == ["failed", "success"]
+    assert all("rendered" not in t and "rendered_cwd" not in t for ti in lean for t in ti["tries"])
 
 
 def test_a_cleared_try_records_its_own_rendering(daemon: Flowd, templated_run: tuple[str, Path]) -> None:

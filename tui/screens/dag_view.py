@@ -192,7 +192,7 @@ class DagViewScreen(ShownGate, ActionsMixin, Screen):
 
     async def _refetch(self, run_id: str) -> None:
         """Bring one run's details up to date and rewrite only the cells that changed."""
-        reply = await self.flow_app.client.call("runs.get", dag_id=self.dag_id, run_id=run_id)
+        reply = await self.flow_app.client.call("runs.get", dag_id=self.dag_id, run_id=run_id, rendered=False)
         if run_id not in self.runs:
             return
         self.runs[run_id].update(reply.get("run") or {})
