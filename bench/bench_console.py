@@ -203,6 +203,7 @@ def bench_churn(base: Path, seconds: float) -> None:
                     term.send(keys)
                     term.read(2.0)
                 term.read(1.0)
+                cpu0 = sum(psutil.Process(term.proc.pid).cpu_times()[:2])
                 total, t0, done = 0, time.perf_counter(), 0
                 while time.perf_counter() - t0 < seconds:
                     if len(client.call("runs.list", dag_id="churn", limit=4)["runs"]) < 4 or done % 2 == 0:
@@ -214,8 +215,10 @@ def bench_churn(base: Path, seconds: float) -> None:
                     total += term.read(1.0)
                 elapsed = time.perf_counter() - t0
                 ti = sum(1 for r in client.call("runs.list", dag_id="churn", limit=100)["runs"]) * 50
+                cpu = (sum(psutil.Process(term.proc.pid).cpu_times()[:2]) - cpu0) / elapsed * 100
                 print(f"churn  {view}: {total / elapsed / 1024:.1f} KiB/s written to the terminal over "
-                      f"{elapsed:.0f} s while 50 one-second tasks re-ran ({ti} task instances so far)")
+                      f"{elapsed:.0f} s while 50 one-second tasks re-ran ({ti} task instances so far); "
+                      f"flowtui used {cpu:.1f}% of a core")
         term.close()
     finally:
         flowd.stop()
