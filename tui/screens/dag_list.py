@@ -19,6 +19,7 @@ from textual.widgets import Header, Input, Static
 from flow.tui import timefmt
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
+from flow.tui.screens.listening import Listening
 from flow.tui.screens.shown import ShownGate
 from flow.tui.widgets.dag_table import DagTable
 from flow.tui.widgets.keybar import KeyBar
@@ -40,7 +41,7 @@ def last_state(dag: dict[str, Any]) -> str | None:
     return (dag.get("last_run") or {}).get("state")
 
 
-class DagListScreen(ShownGate, ActionsMixin, Screen):
+class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
     """DAG list with filter, failing/running views, trigger and pause; enter opens the DAG view."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -81,15 +82,7 @@ class DagListScreen(ShownGate, ActionsMixin, Screen):
         self.query_one(DagTable).focus()
         self.run_worker(self._refresher(), name="dag-list-refresher", group="dag-list", exit_on_error=False)
         self.set_interval(30, self._tick, name="relative-times")
-        client = self.flow_app.client
-        client.listeners.append(self)
-        if client.connected:
-            self.flow_connected(client.hello)
-
-    def on_unmount(self) -> None:
-        listeners = self.flow_app.client.listeners
-        if self in listeners:
-            listeners.remove(self)
+        self.listen()
 
     # -- what the client tells us (on its task: mark and wake, never wait) ----------------------
 

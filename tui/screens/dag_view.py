@@ -20,6 +20,7 @@ from textual.widgets import ContentSwitcher, Header, Static
 from flow.states import GLYPHS
 from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
+from flow.tui.screens.listening import Listening
 from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets import heat
@@ -28,7 +29,7 @@ from flow.tui.widgets.keybar import KeyBar
 from flow.tui.widgets.run_grid import RunGrid, page_size
 
 
-class DagViewScreen(ShownGate, ActionsMixin, Screen):
+class DagViewScreen(Listening, ShownGate, ActionsMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="dag_view.back"),
         Binding("g", "switch", "Grid/graph", id="dag_view.switch"),
@@ -88,14 +89,7 @@ class DagViewScreen(ShownGate, ActionsMixin, Screen):
     def on_mount(self) -> None:
         self.grid.focus()
         self.run_worker(self._refresher(), name="dag-view-refresher", group="dag-view", exit_on_error=False)
-        client = self.flow_app.client
-        client.listeners.append(self)
-        if client.connected:
-            self.flow_connected(client.hello)
-
-    def on_unmount(self) -> None:
-        if self in self.flow_app.client.listeners:
-            self.flow_app.client.listeners.remove(self)
+        self.listen()
 
     # -- what the client tells us (on its task: note and wake, never wait) -----------------------
 

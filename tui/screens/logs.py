@@ -20,6 +20,7 @@ from textual.widgets import Header, Input, Static
 
 from flow.states import GLYPHS
 from flow.tui.client import ClientError
+from flow.tui.screens.listening import Listening
 from flow.tui.widgets.keybar import KeyBar
 from flow.tui.widgets.log_view import LIVE_FRAME, LogView
 
@@ -41,7 +42,7 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-class LogScreen(Screen):
+class LogScreen(Listening, Screen):
     """The log of one try of one task instance."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -96,14 +97,9 @@ class LogScreen(Screen):
         self.view.focus()
         self.view.set_options(utc=self.flow_app.utc)
         self.watch(self.app, "utc", lambda utc: self.view.set_options(utc=utc), init=False)
-        self.flow_app.client.listeners.append(self)
+        self.listen(replay=False)  # the open below is the first load
         self._header()
         self._io(self._open(self.try_number, follow_default=True))
-
-    def on_unmount(self) -> None:
-        listeners = self.flow_app.client.listeners
-        if self in listeners:
-            listeners.remove(self)
 
     def _io(self, work: Any) -> None:
         """Loads replace each other: the newest request for a part of the log wins."""

@@ -9,10 +9,11 @@ import asyncio
 from typing import Any, ClassVar
 
 from flow.tui.client import ClientError
+from flow.tui.screens.listening import Listening
 from flow.tui.screens.shown import ShownGate
 
 
-class Refetching(ShownGate):
+class Refetching(Listening, ShownGate):
     """Mixin for a Screen: set WAKE_ON, implement `fetch` and `_redraw`, call `start_refetching`."""
 
     WAKE_ON: ClassVar[tuple[str, ...]] = ("resync",)
@@ -23,14 +24,9 @@ class Refetching(ShownGate):
 
     def start_refetching(self, group: str) -> None:
         self._wake = asyncio.Event()
-        self.app.client.listeners.append(self)  # type: ignore[attr-defined]
+        self.listen(replay=False)
         self.run_worker(self._refetcher(), group=group, exit_on_error=False)  # type: ignore[attr-defined]
         self._wake.set()
-
-    def on_unmount(self) -> None:
-        listeners = self.app.client.listeners  # type: ignore[attr-defined]
-        if self in listeners:
-            listeners.remove(self)
 
     def flow_connected(self, hello: dict[str, Any]) -> None:
         self._wake.set()

@@ -23,6 +23,7 @@ from textual.widgets.data_table import RowDoesNotExist
 
 from flow.tui.client import ClientError, RemoteError
 from flow.tui.screens.actions import ActionsMixin
+from flow.tui.screens.listening import Listening
 from flow.tui.screens.shown import ShownGate
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets.dag_table import state_text
@@ -167,7 +168,7 @@ def xcom_text(reply: dict[str, Any] | None, problem: str = "", where: str = "`fl
     return text
 
 
-class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
+class TaskDetailScreen(Listening, ShownGate, ActionsMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", id="task_detail.back"),
         Binding("l", "logs", "Logs", id="task_detail.logs"),
@@ -210,14 +211,7 @@ class TaskDetailScreen(ShownGate, ActionsMixin, Screen):
         table.focus()
         self._show_resources(None)
         self.run_worker(self._refresher(), name="task-detail-refresher", group="task-detail", exit_on_error=False)
-        client = self.flow_app.client
-        client.listeners.append(self)
-        if client.connected:
-            self._wake.set()
-
-    def on_unmount(self) -> None:
-        if self in self.flow_app.client.listeners:
-            self.flow_app.client.listeners.remove(self)
+        self.listen()
 
     def flow_connected(self, hello: dict[str, Any]) -> None:
         self._need_dag = True
