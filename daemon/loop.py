@@ -51,8 +51,11 @@ class LoopMixin:
                     timeout = left if timeout is None else min(timeout, left)
                 if self._events:
                     continue
+                # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancel that arrives just
+                # as the wake event is set (CPython gh-86296), and the loop then never ends.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
