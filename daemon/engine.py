@@ -19,6 +19,7 @@ from typing import Any
 from flow.executors.base import Executor, TaskResult, TaskSpec
 from flow.planner import plan
 from flow.plantypes import DagDef, Decisions, RunChange, RunView, Snapshot, TIView
+from flow.runindex import RunIndex
 from flow.schedule import plan_dag_runs
 from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check_task_transition
 
@@ -61,6 +62,10 @@ class RunMem:
     tis: dict[str, TIView]
     extra: dict[str, TIExtra]
     xcoms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    index: RunIndex | None = None
+    """Summaries of ``tis`` for the planner, updated with every state change (flow/runindex.py)."""
+    changed: set[str] | None = None
+    """Tasks whose state changed since the run was last planned; None: plan all of it next time."""
 
 
 def utcnow() -> datetime:
@@ -87,6 +92,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.hostname = socket.gethostname()
         self.dags: dict[str, dict[str, Any]] = {}
         self.defs: dict[str, DagDef] = {}
+        self.task_rows: dict[str, dict[str, dict[str, Any]]] = {}
+        """Each DAG's serialized tasks by task id."""
         self.paused: set[str] = set()
         self.past_dags: set[str] = set()
         self._plan_wake: datetime | None = None
@@ -125,8 +132,13 @@ class Engine(Operations, ResultsMixin, LoopMixin):
 
     def _remember_dag(self, row: dict[str, Any]) -> None:
         dag_id = row["dag_id"]
-        self.dags[dag_id] = row["serialized"]
-        self.defs[dag_id] = DagDef.from_serialized(row["serialized"])
+        if dag_id not in self.defs or self.dags.get(dag_id) != row["serialized"]:
+            self.dags[dag_id] = row["serialized"]
+            self.defs[dag_id] = DagDef.from_serialized(row["serialized"])
+            self.task_rows[dag_id] = {t["task_id"]: t for t in row["serialized"]["tasks"]}
+            for run in self.runs.values():
+                if run.dag_id == dag_id:
+                    self._reindex(run)
         (self.past_dags.add if any(t.depends_on_past for t in self.defs[dag_id].tasks.values())
          else self.past_dags.discard)(dag_id)
         self.next_dagrun[dag_id] = row.get("next_dagrun")
@@ -141,13 +153,21 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                 ti["task_id"], TaskState(ti["state"]), ti["try_number"], ti.get("next_retry_at")
             )
             extra[ti["task_id"]] = TIExtra(ti["max_tries"], pid=ti.get("pid"), start_date=ti.get("start_date"))
-        return RunMem(
+        run = RunMem(
             key=row["id"], dag_id=row["dag_id"], run_id=row["run_id"], run_type=row["run_type"],
             state=RunState(row["state"]), logical_date=row["logical_date"],
             data_interval_start=row["data_interval_start"], data_interval_end=row["data_interval_end"],
             conf=row.get("conf") or {}, queued_at=row["queued_at"], start_date=row.get("start_date"),
             tis=views, extra=extra, xcoms=self.store.xcoms(row["id"]),
         )
+        self._reindex(run)
+        return run
+
+    def _reindex(self, run: RunMem) -> None:
+        """Summaries built afresh (a new run, a changed DAG, added tasks); the next plan covers all of it."""
+        dag = self.defs.get(run.dag_id)
+        run.index = RunIndex(dag, run.tis) if dag is not None else None
+        run.changed = None
 
     def _adopt(self, run: RunMem) -> None:
         """Take over a run left unfinished by an earlier flowd; tries it had in flight are settled."""
@@ -189,6 +209,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                     tx.add_ti(run.key, t["task_id"], t["operator"], t["priority_weight"], tries, "none")
                     run.tis[t["task_id"]] = TIView(t["task_id"], TaskState.NONE)
                     run.extra[t["task_id"]] = TIExtra(tries)
+            self._reindex(run)
             self.dirty.add(run.key)
 
     # -- executor events --------------------------------------------------------------------
@@ -249,6 +270,9 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                 self._plan_wake = None
                 for _ in range(50):
                     decisions = plan(self._snapshot(), now)
+                    for key in self.dirty:
+                        if key in self.runs:
+                            self.runs[key].changed = set()
                     self.dirty.clear()
                     self._apply(tx, decisions, now, submit, kills)
                     if decisions.wake_at and (self._plan_wake is None or decisions.wake_at < self._plan_wake):
@@ -289,8 +313,9 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             if run.state.finished:
                 continue
             prev = self._prev_tis(run) if self._uses_past(run.dag_id) else None
+            changed = None if run.changed is None else frozenset(run.changed)
             views.append(RunView(run.key, run.dag_id, run.run_id, run.state, run.logical_date, run.queued_at,
-                                 run.start_date, run.tis, prev))
+                                 run.start_date, run.tis, prev, changed, run.index))
         paused = frozenset(d for d in self.paused if d in self.dags) - {
             self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs
         }
@@ -350,6 +375,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         run = RunMem(key, dag_id, run_id, run_type, RunState.QUEUED, logical_date, start, end, conf, now, None,
                      {t["task_id"]: TIView(t["task_id"], TaskState.NONE) for t in tasks},
                      {t["task_id"]: TIExtra(t["max_tries"]) for t in tasks})
+        self._reindex(run)
         self.runs[key] = run
         self.dirty.add(key)
         self.note("run", self._run_payload(run))
@@ -402,10 +428,15 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             fields.setdefault("end_date", now)
             if reason:
                 fields.setdefault("error", reason if new == TaskState.UPSTREAM_FAILED else None)
+        old = run.tis[task_id]
         run.tis[task_id] = replace(view, state=new, next_retry_at=fields.get("next_retry_at", view.next_retry_at))
+        if run.index is not None:
+            run.index.update(task_id, old, run.tis[task_id])
         tx.update_ti(run.key, task_id, state=new.value, **fields)
         if replan:
             self.dirty.add(run.key)
+            if run.changed is not None:
+                run.changed.add(task_id)
         if new.finished and self._uses_past(run.dag_id):
             self.dirty.update(r.key for r in self.runs.values() if r.dag_id == run.dag_id)
         self.note("ti", {"dag_id": run.dag_id, "run_id": run.run_id, "task_id": task_id, "state": new.value,
@@ -416,7 +447,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         try_number = view.try_number + 1
         run.tis[task_id] = replace(view, try_number=try_number)
         extra = run.extra[task_id]
-        task = next(t for t in self.dags[run.dag_id]["tasks"] if t["task_id"] == task_id)
+        task = self.task_rows[run.dag_id][task_id]
         spec = build_spec(self, run, task, try_number, extra.max_tries)
         extra.ref, extra.pid = spec.ref, None
         self.refs[spec.ref] = (run.key, task_id)
@@ -429,8 +460,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
     def _queue_callback(self, run: RunMem, task_id: str | None, which: str, reason: str | None,
                         try_number: int = 0) -> None:
         """Callbacks run in a worker process after the commit; the scheduler never runs user code."""
-        owner = self.dags[run.dag_id] if task_id is None else next(
-            (t for t in self.dags[run.dag_id]["tasks"] if t["task_id"] == task_id), {})
+        owner = self.dags[run.dag_id] if task_id is None else self.task_rows[run.dag_id].get(task_id, {})
         if owner.get(f"has_{which}"):
             self.callbacks.append(callback_spec(self, run, task_id, which, reason, try_number))
 

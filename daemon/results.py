@@ -52,7 +52,7 @@ class ResultsMixin:
         """E-mail and notifiers the task asks for; delivered after the commit, off the loop."""
         if self.notifications is None:
             return
-        task = next((t for t in self.dags[run.dag_id]["tasks"] if t["task_id"] == task_id), None)
+        task = self.task_rows[run.dag_id].get(task_id)
         if task is None:
             return
         alert = alert_for(run.dag_id, run.run_id, task, state, try_number=try_number,
@@ -129,8 +129,8 @@ class ResultsMixin:
                 skips = branch_skips(dag, task_id, result.branch)
             elif result.skip_downstream:
                 skips = short_circuit_skips(dag, task_id)
-            for tid in dag.tasks:  # topological order keeps the events readable
-                if tid in skips and run.tis[tid].state in (TaskState.NONE, TaskState.SCHEDULED):
+            for tid in sorted(skips, key=dag.index.position.__getitem__):  # topological: readable events
+                if run.tis[tid].state in (TaskState.NONE, TaskState.SCHEDULED):
                     self._set_ti(tx, run, tid, TaskState.SKIPPED, now, reason=f"skipped by {task_id}")
 
 

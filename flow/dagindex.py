@@ -1,18 +1,20 @@
 """The DAG's graph as the planner and clear need it: topological order, edges, and walks over them.
 
-Pure, like the planner. Indices are built once per :class:`DagDef` object and cached, so the
-planner's per-call work stays linear in the unfinished task instances.
+Pure, like the planner. A :class:`DagDef` builds its index once, on first use (``DagDef.index``),
+so the planner's per-call work never includes a topological sort.
 """
 
 from __future__ import annotations
 
 import heapq
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from flow.plantypes import DagDef
 from flow.triggerrules import check_rule
+
+if TYPE_CHECKING:
+    from flow.plantypes import DagDef
 
 
 @dataclass(frozen=True)
@@ -26,25 +28,12 @@ class DagIndex:
     leaves: tuple[str, ...]
 
 
-_INDEXES: dict[int, tuple[weakref.ref[DagDef], DagIndex]] = {}
-
-
 def dag_index(dag: DagDef) -> DagIndex:
-    """The cached index of ``dag``, keyed on object identity (DagDefs are treated as immutable).
-
-    DagDef holds a dict, so it cannot be hashed for functools caching; a weak reference keeps the
-    entry honest if an id is reused, and a finalizer drops it with the DagDef.
-    """
-    hit = _INDEXES.get(id(dag))
-    if hit is not None and hit[0]() is dag:
-        return hit[1]
-    index = _build_index(dag)
-    _INDEXES[id(dag)] = (weakref.ref(dag), index)
-    weakref.finalize(dag, _INDEXES.pop, id(dag), None)
-    return index
+    """The index of ``dag`` (built once per DagDef)."""
+    return dag.index
 
 
-def _build_index(dag: DagDef) -> DagIndex:
+def build_index(dag: DagDef) -> DagIndex:
     where = f"dag {dag.dag_id!r}"
     parents: dict[str, dict[str, None]] = {tid: {} for tid in dag.tasks}
     children: dict[str, dict[str, None]] = {tid: {} for tid in dag.tasks}

@@ -15,11 +15,12 @@ tasks of every RUNNING run compete for task slots.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
-from flow.dagindex import DagIndex, dag_index
+from flow.dagindex import DagIndex
 from flow.plantypes import DagDef, Decisions, Kill, RunChange, RunView, Snapshot, Start, TaskDef, TIChange
 from flow.states import ACTIVE, RunState, TaskState
 from flow.triggerrules import SKIP, UPSTREAM_FAILED, WAIT, decide, describe_counts
@@ -83,7 +84,14 @@ def plan(snapshot: Snapshot, now: datetime) -> Decisions:
 
 
 class _Pass:
-    """One call of :func:`plan`: slot counters and the in-call states that make cascades visible."""
+    """One call of :func:`plan`: slot counters and the in-call states that make cascades visible.
+
+    A run with an index and a ``changed`` set is planned *incrementally*: only the changed tasks,
+    their direct downstream and what those changes cascade into are visited, in topological
+    order, and its completion is read from state counts. Every other run is planned by visiting all
+    of its tasks. Both give the same decisions for a run the previous plan left settled (checked by
+    a property test against the full pass).
+    """
 
     def __init__(self, snapshot: Snapshot, now: datetime) -> None:
         self.snap = snapshot
@@ -92,16 +100,21 @@ class _Pass:
         self.active = 0
         self.active_by_dag: dict[str, int] = defaultdict(int)
         self.running_runs: dict[str, int] = defaultdict(int)
-        self.states: dict[int, dict[str, TaskState]] = {}
+        self.over: dict[int, dict[str, TaskState]] = {}
+        """States changed within this call, by run: read before the snapshot's."""
+        self.count_delta: dict[int, dict[TaskState, int]] = {}
+        self.parent_delta: dict[int, dict[str, dict[TaskState, int]]] = {}
         self.live: list[RunView] = []  # RUNNING after this call, in snapshot order then promotions
         for run in snapshot.runs:
             where = f"run {run.key} (dag {run.dag_id!r}, run_id {run.run_id!r})"
             _require_aware(run.logical_date, f"{where}: logical_date")
             _require_aware(run.start_date, f"{where}: start_date")
-            for ti in run.tis.values():
-                if ti.state in ACTIVE:
-                    self.active += 1
-                    self.active_by_dag[run.dag_id] += 1
+            if run.index is not None:
+                n = sum(run.index.counts.get(s, 0) for s in ACTIVE)
+            else:
+                n = sum(1 for ti in run.tis.values() if ti.state in ACTIVE)
+            self.active += n
+            self.active_by_dag[run.dag_id] += n
             if run.state is RunState.RUNNING:
                 self.running_runs[run.dag_id] += 1
 
@@ -122,17 +135,46 @@ class _Pass:
         if when > self.now and (self.out.wake_at is None or when < self.out.wake_at):
             self.out.wake_at = when
 
+    def _state(self, run: RunView, tid: str) -> TaskState | None:
+        over = self.over.get(run.key)
+        if over is not None:
+            state = over.get(tid)
+            if state is not None:
+                return state
+        ti = run.tis.get(tid)
+        return None if ti is None else ti.state
+
     def _ti(self, run: RunView, task_id: str, old: TaskState, new: TaskState, reason: str = "") -> None:
         self.out.tis.append(TIChange(run.key, task_id, old, new, reason))
-        self.states[run.key][task_id] = new
+        self.over.setdefault(run.key, {})[task_id] = new
+        if run.index is None:
+            return
+        index = run.index.dag.index
+        known = task_id in index.position
+        counts = self.count_delta.setdefault(run.key, {})
+        if known or old in ACTIVE:
+            counts[old] = counts.get(old, 0) - 1
+        if known or new in ACTIVE:
+            counts[new] = counts.get(new, 0) + 1
+        if known:
+            parents = self.parent_delta.setdefault(run.key, {})
+            for child in index.children[task_id]:
+                delta = parents.setdefault(child, {})
+                delta[old] = delta.get(old, 0) - 1
+                delta[new] = delta.get(new, 0) + 1
 
     def _finish(self, run: RunView, new: RunState, reason: str) -> None:
         self.out.runs.append(RunChange(run.key, RunState.RUNNING, new, reason))
         self.running_runs[run.dag_id] -= 1
 
+    def _retries(self, run: RunView) -> Iterable[tuple[str, datetime | None]]:
+        if run.index is not None:
+            return run.index.retrying.items()
+        return ((tid, ti.next_retry_at) for tid, ti in run.tis.items() if ti.state is T.UP_FOR_RETRY)
+
     def _needs_plan(self, run: RunView, dag: DagDef) -> bool:
         """Dirty, or something time-driven is due; otherwise only note when it will be due."""
-        retries = [ti.next_retry_at for ti in run.tis.values() if ti.state is T.UP_FOR_RETRY]
+        retries = [when for _, when in self._retries(run)]
         deadline = _deadline(dag, run.start_date)
         if (
             (self.snap.dirty is None or run.key in self.snap.dirty)
@@ -160,50 +202,99 @@ class _Pass:
                 # QUEUED -> RUNNING; the engine records start_date = now.
                 self.out.runs.append(RunChange(run.key, RunState.QUEUED, RunState.RUNNING))
                 self.running_runs[dag_id] += 1
-                self._plan_run(run, dag, self.now)
+                self._plan_run(run, dag, self.now, promoted=True)
 
-    def _plan_run(self, run: RunView, dag: DagDef, started: datetime | None) -> None:
+    def _plan_run(self, run: RunView, dag: DagDef, started: datetime | None, *, promoted: bool = False) -> None:
         """Trigger rules in topological order (so cascades resolve in one call), then the run's fate."""
-        index = dag_index(dag)
-        states = {tid: ti.state for tid, ti in run.tis.items()}
-        self.states[run.key] = states
+        index = dag.index
+        self.over.setdefault(run.key, {})
         deadline = _deadline(dag, started)
         if deadline is not None:
             if deadline <= self.now:
                 self._time_out(run, dag, index)
                 return
             self._wake(deadline)
+        incremental = (run.index is not None and run.changed is not None and not promoted
+                       and not dag.has_depends_on_past and run.index.dag is dag)
         blocked: dict[str, TaskState] = {}
-        for tid in index.order:
-            state = states.get(tid)
-            if state is None:
-                continue
-            task = dag.tasks[tid]
-            if state is T.NONE:
-                self._evaluate(run, task, index, states, blocked)
-            elif state is T.UP_FOR_RETRY:
-                retry_at = run.tis[tid].next_retry_at
-                if retry_at is None or retry_at <= self.now:
-                    # UP_FOR_RETRY -> SCHEDULED
-                    self._ti(run, tid, T.UP_FOR_RETRY, T.SCHEDULED, "retry delay passed")
-                else:
-                    self._wake(retry_at)
-            if task.kind == "empty" and states[tid] is T.SCHEDULED:
-                self._ti(run, tid, T.SCHEDULED, T.SUCCESS, "EmptyOperator")  # SCHEDULED -> SUCCESS
-        if self._settle(run, index, states, blocked):
+        if incremental:
+            self._visit_changed(run, dag, index)
+        else:
+            for tid in index.order:
+                self._visit(run, dag, index, tid, blocked)
+        if self._settle(run, index, blocked, counted=incremental):
             return
         self.live.append(run)
 
-    def _evaluate(
-        self, run: RunView, task: TaskDef, index: DagIndex, states: dict[str, TaskState],
-        blocked: dict[str, TaskState],
-    ) -> None:
+    def _visit(self, run: RunView, dag: DagDef, index: DagIndex, tid: str, blocked: dict[str, TaskState]) -> bool:
+        """Decide one task; True if its state changed."""
+        state = self._state(run, tid)
+        if state is None:
+            return False
+        task = dag.tasks[tid]
+        before = state
+        if state is T.NONE:
+            self._evaluate(run, task, index, blocked)
+        elif state is T.UP_FOR_RETRY:
+            retry_at = run.tis[tid].next_retry_at
+            if retry_at is None or retry_at <= self.now:
+                # UP_FOR_RETRY -> SCHEDULED
+                self._ti(run, tid, T.UP_FOR_RETRY, T.SCHEDULED, "retry delay passed")
+            else:
+                self._wake(retry_at)
+        if task.kind == "empty" and self._state(run, tid) is T.SCHEDULED:
+            self._ti(run, tid, T.SCHEDULED, T.SUCCESS, "EmptyOperator")  # SCHEDULED -> SUCCESS
+        return self._state(run, tid) is not before
+
+    def _visit_changed(self, run: RunView, dag: DagDef, index: DagIndex) -> None:
+        """The incremental pass: what changed, its direct downstream, due retries, and their cascades."""
+        assert run.index is not None and run.changed is not None
+        heap: list[tuple[int, str]] = []
+        seen: set[str] = set()
+
+        def push(tid: str) -> None:
+            if tid not in seen:
+                seen.add(tid)
+                heapq.heappush(heap, (index.position[tid], tid))
+
+        for tid in run.changed:
+            if tid in index.position:
+                push(tid)
+                for child in index.children[tid]:
+                    push(child)
+        for tid in run.index.retrying:
+            push(tid)
+        blocked: dict[str, TaskState] = {}
+        while heap:
+            _, tid = heapq.heappop(heap)
+            if self._visit(run, dag, index, tid, blocked):
+                for child in index.children[tid]:
+                    push(child)
+
+    def _parent_counts(self, run: RunView, tid: str, index: DagIndex) -> dict[TaskState, int]:
+        if run.index is None or run.changed is None or run.index.dag.index is not index:
+            counts: dict[TaskState, int] = {}
+            for parent in index.parents[tid]:
+                state = self._state(run, parent)
+                if state is not None:
+                    counts[state] = counts.get(state, 0) + 1
+            return counts
+        base = run.index.parents.get(tid)
+        delta = self.parent_delta.get(run.key, {}).get(tid)
+        if not delta:
+            return base or {}
+        merged = dict(base or {})
+        for state, n in delta.items():
+            left = merged.get(state, 0) + n
+            if left:
+                merged[state] = left
+            else:
+                merged.pop(state, None)
+        return merged
+
+    def _evaluate(self, run: RunView, task: TaskDef, index: DagIndex, blocked: dict[str, TaskState]) -> None:
         tid = task.task_id
-        counts: dict[TaskState, int] = {}
-        for parent in index.parents[tid]:
-            state = states.get(parent)
-            if state is not None:
-                counts[state] = counts.get(state, 0) + 1
+        counts = self._parent_counts(run, tid, index)
         verdict = decide(task.trigger_rule, counts)
         if verdict == WAIT:
             return
@@ -220,25 +311,27 @@ class _Pass:
                     return
             self._ti(run, tid, T.NONE, T.SCHEDULED, why)  # NONE -> SCHEDULED
 
-    def _settle(
-        self, run: RunView, index: DagIndex, states: dict[str, TaskState], blocked: dict[str, TaskState]
-    ) -> bool:
-        """Finish the run if its tasks are done or can never progress; True if it finished."""
+    def _settle(self, run: RunView, index: DagIndex, blocked: dict[str, TaskState], *, counted: bool) -> bool:
+        """Finish the run if its tasks are done or can never progress; True if it finished.
+
+        ``counted``: decide from the run's state counts where they suffice (the common cases:
+        something is still in progress, or nothing is unfinished); scan the tasks otherwise.
+        """
+        if counted:
+            assert run.index is not None
+            counts = dict(run.index.counts)
+            for state, n in self.count_delta.get(run.key, {}).items():
+                counts[state] = counts.get(state, 0) + n
+            if not any(n for s, n in counts.items() if not s.finished):
+                return self._finish_settled(run, index)
+            if any(counts.get(s, 0) for s in _IN_PROGRESS):
+                return False
+        states = {tid: s for tid in run.tis if (s := self._state(run, tid)) is not None}
         unfinished = [
             tid for tid, s in states.items() if not s.finished and (tid in index.position or s in ACTIVE)
         ]
         if not unfinished:
-            bad = [
-                f"{leaf} ({states[leaf].value})"
-                for leaf in index.leaves
-                if leaf in states and states[leaf] not in _OK_PAST and states[leaf] is not T.REMOVED
-            ]
-            if bad:
-                self._finish(run, RunState.FAILED, f"failed leaves: {_names(bad)}")  # RUNNING -> FAILED
-            else:
-                # RUNNING -> SUCCESS
-                self._finish(run, RunState.SUCCESS, "all leaves succeeded or were skipped")
-            return True
+            return self._finish_settled(run, index)
         if any(states[tid] in _IN_PROGRESS for tid in unfinished):
             return False
         if any(not previous.finished for previous in blocked.values()):
@@ -252,9 +345,22 @@ class _Pass:
         self._finish(run, RunState.FAILED, reason)  # RUNNING -> FAILED
         return True
 
+    def _finish_settled(self, run: RunView, index: DagIndex) -> bool:
+        bad = []
+        for leaf in index.leaves:
+            state = self._state(run, leaf)
+            if state is not None and state not in _OK_PAST and state is not T.REMOVED:
+                bad.append(f"{leaf} ({state.value})")
+        if bad:
+            self._finish(run, RunState.FAILED, f"failed leaves: {_names(bad)}")  # RUNNING -> FAILED
+        else:
+            # RUNNING -> SUCCESS
+            self._finish(run, RunState.SUCCESS, "all leaves succeeded or were skipped")
+        return True
+
     def _time_out(self, run: RunView, dag: DagDef, index: DagIndex) -> None:
         reason = f"dagrun_timeout of {dag.dagrun_timeout:g}s exceeded"
-        states = self.states[run.key]
+        states = {tid: s for tid in run.tis if (s := self._state(run, tid)) is not None}
         ordered = [t for t in index.order if t in states] + [t for t in states if t not in index.position]
         for tid in ordered:
             state = states[tid]
@@ -264,30 +370,59 @@ class _Pass:
                 self._ti(run, tid, state, T.SKIPPED, reason)  # NONE / SCHEDULED / UP_FOR_RETRY -> SKIPPED
         self._finish(run, RunState.FAILED, reason)  # RUNNING -> FAILED
 
+    def _startable(self, run: RunView) -> Iterator[tuple[int, int, str]]:
+        """The run's SCHEDULED tasks that can start, as (-priority_weight, position, task_id), sorted."""
+        dag = self.snap.dags[run.dag_id]
+        index = dag.index
+        over = self.over.get(run.key) or {}
+        if run.index is None or run.index.dag is not dag:
+            keys = [
+                (-dag.tasks[tid].priority_weight, index.position[tid], tid)
+                for tid in run.tis
+                if tid in index.position and dag.tasks[tid].kind != "empty" and self._state(run, tid) is T.SCHEDULED
+            ]
+            keys.sort()
+            return iter(keys)
+        kept = (k for k in run.index.scheduled if over.get(k[2], T.SCHEDULED) is T.SCHEDULED)
+        added = sorted(
+            (-dag.tasks[tid].priority_weight, index.position[tid], tid)
+            for tid, state in over.items()
+            if state is T.SCHEDULED and run.tis[tid].state is not T.SCHEDULED and tid in index.position
+            and dag.tasks[tid].kind != "empty"
+        )
+        return heapq.merge(kept, added) if added else kept
+
     def _start_tasks(self) -> None:
-        """SCHEDULED -> QUEUED by priority_weight desc, logical date asc, topological index asc."""
+        """SCHEDULED -> QUEUED by priority_weight desc, logical date asc, topological index asc.
+
+        One sorted stream per live run, merged lazily: the work is in the tasks that start, not in
+        the tasks that wait. A DAG at max_active_tasks drops its runs' streams, as every later
+        task of theirs would be passed over too.
+        """
         if self.active >= self.snap.parallelism or self.snap.hold is not None:
             return
-        candidates: list[tuple[int, datetime, int, int, str, RunView]] = []
+        heads: list[tuple[tuple[int, datetime, int, int, str], int]] = []
+        streams: list[tuple[RunView, Iterator[tuple[int, int, str]]]] = []
         for run in self.live:
-            dag = self.snap.dags[run.dag_id]
-            index = dag_index(dag)
-            states = self.states.get(run.key)
-            pairs = states.items() if states is not None else ((t, ti.state) for t, ti in run.tis.items())
-            for tid, state in pairs:
-                if state is T.SCHEDULED and tid in index.position and dag.tasks[tid].kind != "empty":
-                    prio = dag.tasks[tid].priority_weight
-                    candidates.append((-prio, run.logical_date, index.position[tid], run.key, tid, run))
-        candidates.sort(key=lambda c: c[:5])
-        for _, _, _, _, tid, run in candidates:
-            if self.active >= self.snap.parallelism:
-                break
+            stream = self._startable(run)
+            first = next(stream, None)
+            if first is not None:
+                heads.append(((first[0], run.logical_date, first[1], run.key, first[2]), len(streams)))
+                streams.append((run, stream))
+        heapq.heapify(heads)
+        while heads and self.active < self.snap.parallelism:
+            key, at = heapq.heappop(heads)
+            run, stream = streams[at]
             if self.active_by_dag[run.dag_id] >= self.snap.dags[run.dag_id].max_active_tasks:
-                continue
+                continue  # this run's later tasks are of the same DAG: drop the stream
+            tid = key[4]
             self.out.tis.append(TIChange(run.key, tid, T.SCHEDULED, T.QUEUED))  # SCHEDULED -> QUEUED
             self.out.start.append(Start(run.key, tid))
             self.active += 1
             self.active_by_dag[run.dag_id] += 1
+            nxt = next(stream, None)
+            if nxt is not None:
+                heapq.heappush(heads, ((nxt[0], run.logical_date, nxt[1], run.key, nxt[2]), at))
 
 
 def _deadline(dag: DagDef, started: datetime | None) -> datetime | None:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
 
+from flow.dagindex import DagIndex, build_index
 from flow.states import RunState, TaskState
+
+if TYPE_CHECKING:
+    from flow.runindex import RunIndex
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,15 @@ class DagDef:
     def leaves(self) -> tuple[str, ...]:
         return tuple(t.task_id for t in self.tasks.values() if not t.downstream)
 
+    @cached_property
+    def index(self) -> DagIndex:
+        """Topological order and edges, built on first use (raises ValueError for a cycle or a bad edge)."""
+        return build_index(self)
+
+    @cached_property
+    def has_depends_on_past(self) -> bool:
+        return any(t.depends_on_past for t in self.tasks.values())
+
 
 @dataclass(frozen=True)
 class TIView:
@@ -86,6 +101,14 @@ class RunView:
     tis: dict[str, TIView]
     prev_tis: dict[str, TaskState] | None = None
     """The previous run's task states (by logical date) for depends_on_past; None if no previous run."""
+    changed: frozenset[str] | None = None
+    """Tasks whose state changed since the engine last planned this run; None: consider every task.
+
+    With ``index`` set, a dirty run is planned from these alone (and their direct downstream): the
+    rest of the run was settled by the previous plan, so only what changed can move anything.
+    """
+    index: RunIndex | None = None
+    """The engine's running summaries of ``tis`` (flow/runindex.py); None: the planner scans ``tis``."""
 
 
 @dataclass(frozen=True)
