@@ -14,6 +14,9 @@ from .models import dag_run, task_instance, task_try, try_resources
 FIGURES = ("cpu_user", "cpu_system", "peak_rss", "avg_cpu_percent", "peak_cpu_percent", "read_bytes",
            "write_bytes", "wall", "max_procs", "max_threads", "series")
 """The protocol's names for a try's figures, which are also the table's columns."""
+_DELETE_TRY_RESOURCES = sa.delete(try_resources).where(
+    try_resources.c.dag_run_id == sa.bindparam("k_run"), try_resources.c.task_id == sa.bindparam("k_task"),
+    try_resources.c.try_number == sa.bindparam("k_try"))
 _TRY_BRIEF = tuple(c for c in task_try.c if c.name not in ("rendered", "rendered_cwd"))
 """A try's columns without the rendered command, which can be 64 KiB and tasks.stats does not show."""
 
@@ -32,11 +35,18 @@ class ResourceTx:
 
     def put_try_resources(self, run_key: int, task_id: str, try_number: int, figures: dict[str, Any]) -> None:
         """Insert or replace a try's figures (a re-reported end replaces, never duplicates)."""
-        key = {"dag_run_id": run_key, "task_id": task_id, "try_number": try_number}
-        self._exec(sa.delete(try_resources).where(
-            try_resources.c.dag_run_id == run_key, try_resources.c.task_id == task_id,
-            try_resources.c.try_number == try_number))
-        self._exec(sa.insert(try_resources), key | {name: figures.get(name) for name in FIGURES})
+        self.put_try_resources_bulk({(run_key, task_id, try_number): figures})
+
+    def put_try_resources_bulk(self, figures: dict[tuple[int, str, int], dict[str, Any]]) -> None:
+        """put_try_resources for many tries at once, {(run_key, task_id, try_number): figures}: two
+        executemany statements in all."""
+        if not figures:
+            return
+        keys = [{"k_run": r, "k_task": t, "k_try": n} for r, t, n in figures]
+        self._exec(_DELETE_TRY_RESOURCES, keys)
+        self._exec(sa.insert(try_resources), [
+            {"dag_run_id": r, "task_id": t, "try_number": n} | {name: f.get(name) for name in FIGURES}
+            for (r, t, n), f in figures.items()])
 
 
 class ResourceReads:

@@ -269,6 +269,26 @@ class Tx(ResourceTx):
                "start_date": start_date, "hostname": hostname, "pid": pid, "log_path": str(log_path)}
         return int(self._exec(sa.insert(task_try), row).inserted_primary_key[0])
 
+    def insert_tries_bulk(self, rows: list[dict[str, Any]]) -> None:
+        """Many insert_try calls as one executemany: each row holds run_key, task_id, try_number and
+        insert_try's keyword arguments."""
+        if rows:
+            self._exec(sa.insert(task_try), [
+                {"dag_run_id": r["run_key"], "task_id": r["task_id"], "try_number": r["try_number"],
+                 "state": _plain(r["state"]), "start_date": r["start_date"], "hostname": r["hostname"],
+                 "pid": r["pid"], "log_path": str(r["log_path"])} for r in rows])
+
+    def update_tries_bulk(self, rows: list[dict[str, Any]]) -> None:
+        """Many update_try calls: rows that set the same fields go to the database as one executemany."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            fields = {k: v for k, v in row.items() if k not in ("run_key", "task_id", "try_number")}
+            values = self._values(task_try, fields, "update_tries_bulk")
+            params = {"k_run": row["run_key"], "k_task": row["task_id"], "k_try": row["try_number"], **values}
+            groups.setdefault(tuple(sorted(values)), []).append(params)
+        for batch in groups.values():
+            self._exec(_UPDATE_TRY, batch)
+
     def update_try(self, run_key: int, task_id: str, try_number: int, **fields: Any) -> bool:
         """False if the try does not exist."""
         values = self._values(task_try, fields, "update_try")

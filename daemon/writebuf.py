@@ -2,8 +2,9 @@
 
 In one iteration a task can go NONE -> SCHEDULED -> QUEUED, or RUNNING -> SUCCESS with its try
 started and ended; written as they happen that is several UPDATEs of the same row. Merging them
-per row and sending the task-instance updates as executemany batches cuts the statements per
-task roughly in half (see docs/benchmarks.md).
+per row and sending every kind of write as executemany batches — task instances, tries started,
+tries ended, their resource figures — makes the statements per iteration a small constant, not
+a number per task (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ _INSERT_FIELDS = ("state", "start_date", "hostname", "pid", "log_path")
 
 
 class WriteBuffer:
-    """Wraps a store transaction; update_ti / insert_try / update_try are held until flush()."""
+    """Wraps a store transaction; update_ti / insert_try / update_try / put_try_resources are held
+    until flush()."""
 
     def __init__(self, tx: Any):
         self.tx = tx
         self.tis: dict[tuple[int, str], dict[str, Any]] = {}
         self.inserts: dict[tuple[int, str, int], dict[str, Any]] = {}
         self.tries: dict[tuple[int, str, int], dict[str, Any]] = {}
+        self.figures: dict[tuple[int, str, int], dict[str, Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.tx, name)
@@ -42,11 +45,18 @@ class WriteBuffer:
                 return
         self.tries.setdefault(key, {}).update(fields)
 
+    def put_try_resources(self, run_key: int, task_id: str, try_number: int, figures: dict[str, Any]) -> None:
+        self.figures[(run_key, task_id, try_number)] = figures
+
     def flush(self) -> None:
-        for (run_key, task_id, try_number), fields in self.inserts.items():
-            self.tx.insert_try(run_key, task_id, try_number, **fields)
-        for (run_key, task_id, try_number), fields in self.tries.items():
-            self.tx.update_try(run_key, task_id, try_number, **fields)
+        if self.inserts:
+            self.tx.insert_tries_bulk([{"run_key": k[0], "task_id": k[1], "try_number": k[2], **f}
+                                       for k, f in self.inserts.items()])
+        if self.tries:
+            self.tx.update_tries_bulk([{"run_key": k[0], "task_id": k[1], "try_number": k[2], **f}
+                                       for k, f in self.tries.items()])
         if self.tis:
             self.tx.update_tis_bulk([{"run_key": k[0], "task_id": k[1], **f} for k, f in self.tis.items()])
-        self.tis, self.inserts, self.tries = {}, {}, {}
+        if self.figures:
+            self.tx.put_try_resources_bulk(self.figures)
+        self.tis, self.inserts, self.tries, self.figures = {}, {}, {}, {}

@@ -280,6 +280,27 @@ def test_tries(store: Store) -> None:
     assert store.tries(key, "load") == []
 
 
+def test_tries_in_bulk_insert_and_update_in_mixed_field_sets(store: Store) -> None:
+    add_dag(store)
+    key = add_run(store)
+    with store.begin() as tx:
+        tx.insert_tries_bulk([
+            {"run_key": key, "task_id": t, "try_number": 1, "state": TaskState.QUEUED, "start_date": T0,
+             "hostname": "h", "pid": None, "log_path": f"/logs/{t}.log"} for t in ("extract", "load")])
+        tx.update_tries_bulk([
+            {"run_key": key, "task_id": "extract", "try_number": 1, "state": "success", "exit_code": 0},
+            {"run_key": key, "task_id": "load", "try_number": 1, "state": "failed", "error": "boom"},
+        ])
+        tx.insert_tries_bulk([])
+        tx.update_tries_bulk([])
+        with pytest.raises(ValueError, match="update_tries_bulk"):
+            tx.update_tries_bulk([{"run_key": key, "task_id": "load", "try_number": 1, "no_such": 1}])
+    extract, load = store.tries(key, "extract")[0], store.tries(key, "load")[0]
+    assert (extract["state"], extract["exit_code"], extract["error"]) == ("success", 0, None)
+    assert (load["state"], load["exit_code"], load["error"]) == ("failed", None, "boom")
+    assert load["log_path"] == "/logs/load.log"
+
+
 def test_xcoms_round_trip_json(store: Store) -> None:
     add_dag(store)
     key = add_run(store)

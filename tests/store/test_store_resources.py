@@ -55,3 +55,16 @@ def test_figures_are_replaced_not_duplicated_and_read_back_per_task(store: Store
     assert store.task_stats("etl", "load") == []
     assert store.peak_rss_of_runs(keys) == {keys[0]: 200, keys[1]: 201, keys[2]: 202}
     assert store.peak_rss_of_runs([]) == {}
+
+
+def test_figures_in_bulk_replace_what_a_try_had(store: Store) -> None:
+    add_dag(store)
+    key = add_run(store, task_ids=("extract", "load"))
+    _try(store, key, "extract", 1)
+    _try(store, key, "load", 1)
+    with store.begin() as tx:
+        tx.put_try_resources(key, "extract", 1, FIG | {"peak_rss": 1})
+        tx.put_try_resources_bulk({(key, "extract", 1): FIG | {"peak_rss": 2}, (key, "load", 1): FIG})
+        tx.put_try_resources_bulk({})
+    figures = store.try_resources(key)
+    assert figures[("extract", 1)]["peak_rss"] == 2 and figures[("load", 1)] == FIG
