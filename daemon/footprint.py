@@ -1,8 +1,10 @@
 """flowd's own footprint for the status: database size, log folder size, open files, host figures.
 
-The two sizes cost I/O that grows with history (a log folder can hold millions of files), so
-they are measured in a worker thread every REFRESH seconds and the status reads the cached
-figures; nothing here walks a folder on the event loop.
+The two sizes cost I/O that grows with history (a log folder can hold millions of files). The
+database's is read in a worker thread every REFRESH seconds. The log folder is walked only at
+start and then every WALK seconds (or re-based by the retention sweep, which walks it anyway);
+in between, each finished try's log is added as it ends, so a long history costs no idle time.
+Nothing here walks a folder on the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("flow.footprint")
 
 REFRESH = 30.0
+WALK = 6 * 3600.0
 
 
 def folder_size(path: str) -> int:
@@ -60,8 +63,16 @@ def db_size(store: Any) -> int | None:
 class Footprint:
     def __init__(self) -> None:
         self.db_size: int | None = None
-        self.log_size = 0
+        self.walked = 0
+        """Bytes under the log folder when it was last walked."""
+        self.added = 0
+        """Bytes of the logs of tries that ended since then."""
         self.measured_at: float | None = None
+        self.walked_at: float | None = None
+
+    @property
+    def log_size(self) -> int:
+        return self.walked + self.added
 
     def due(self) -> bool:
         return self.measured_at is None or time.monotonic() - self.measured_at >= REFRESH
@@ -69,8 +80,20 @@ class Footprint:
     def refresh(self, engine: Engine) -> None:
         """Blocking: call from a worker thread."""
         self.db_size = db_size(engine.store)
-        self.log_size = folder_size(engine.settings.log_folder)
+        if self.walked_at is None or time.monotonic() - self.walked_at >= WALK:
+            self.rebase(folder_size(engine.settings.log_folder))
         self.measured_at = time.monotonic()
+
+    def rebase(self, walked: int) -> None:
+        """The log folder's size from a walk just made; what tries added before it is in it."""
+        self.walked, self.added, self.walked_at = walked, 0, time.monotonic()
+
+    def log_written(self, path: str) -> None:
+        """A try's log is complete: count it (a missing file counts nothing)."""
+        try:
+            self.added += os.stat(path).st_size
+        except OSError:
+            pass
 
 
 def resource_status(engine: Engine) -> dict[str, Any]:

@@ -100,6 +100,7 @@ class Housekeeping:
             keep = self._keep_dirs()
             result = await asyncio.to_thread(sweep_logs, self.settings.log_folder, days, now, keep)
             self.db_bytes = await asyncio.to_thread(db_size, self.engine.store)
+            self.engine.monitor.footprint.rebase(result.kept_bytes)
             self.last = {"time": now.isoformat(), "retention_days": days, **asdict(result)}
             if result.removed_files or result.removed_dirs:
                 log.info("log retention (%d days): removed %d file(s), %d bytes, %d empty folder(s)", days,

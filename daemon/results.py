@@ -89,6 +89,8 @@ class ResultsMixin:
         current = run is not None and run.extra[task_id].ref == result.ref
         limit_hit = self.monitor.limit_reason(result.ref)
         figures = self.monitor.finish(result.ref, result.rusage, duration)
+        self.monitor.footprint.log_written(
+            log_path(self.settings.log_folder, run.dag_id, run.run_id, task_id, try_number) if run else "")
         if figures is not None:
             tx.put_try_resources(run_key, task_id, try_number, figures)
         if limit_hit and result.killed == limit_hit:

@@ -146,3 +146,30 @@ def test_a_short_try_still_gets_figures_and_its_series_stays_small(settings):
     f = figures(engine, run["key"], "echo")
     assert f["peak_rss"] > 0 and f["wall"] > 0
     assert len(json.dumps(f).encode()) < 4096
+
+
+def test_log_folder_size_grows_with_each_finished_try_without_walking_the_folder(settings, monkeypatch):
+    from pathlib import Path
+
+    from flow.daemon import footprint
+
+    write_dag(settings, "talk.py", """
+        from flow import DAG
+        from flow.operators.bash import BashOperator
+        with DAG("talk", schedule=None):
+            BashOperator(task_id="say", bash_command="head -c 5000 /dev/zero | tr '\\\\0' x; echo")
+    """)
+    engine = make_engine(settings)
+    walks: list[str] = []
+    real = footprint.folder_size
+    monkeypatch.setattr(footprint, "folder_size", lambda path: walks.append(path) or real(path))
+    engine.monitor.footprint.refresh(engine)
+    before = engine.monitor.footprint.log_size
+    run = engine.trigger("talk", unpause_run=True)
+    run_until_idle(engine)
+    logs = [p for p in Path(settings.log_folder).rglob("*.log")]
+    assert len(logs) == 1 and logs[0].stat().st_size > 5000
+    assert engine.monitor.footprint.log_size - before == logs[0].stat().st_size
+    engine.monitor.footprint.refresh(engine)  # a later refresh reads the database size, walks nothing
+    assert walks == [settings.log_folder]
+    assert tis_of(engine, run["key"])["say"]["state"] == "success"
