@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +38,9 @@ from .writebuf import WriteBuffer
 log = logging.getLogger("flow.engine")
 
 Listener = Callable[[str, dict[str, Any]], None]
+
+FIRE_BUDGET = 0.02
+"""Seconds of run creation per iteration; the rest of a large fire follows in the next ones."""
 
 
 @dataclass
@@ -215,7 +220,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
     # -- executor events --------------------------------------------------------------------
 
     def _on_started(self, ref: str, pid: int, rendered: dict[str, Any] | None = None) -> None:
-        self._events.append(("started", (ref, pid, rendered)))
+        self._events.append(("started", (ref, pid, rendered, self.clock())))
         self.wake()
 
     def _on_finished(self, result: TaskResult) -> None:
@@ -260,7 +265,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             tx = WriteBuffer(raw)
             for kind, data in events:
                 if kind == "started":
-                    self._apply_started(tx, *data, now=now)
+                    self._apply_started(tx, *data)
                 else:
                     self._apply_finished(tx, data, now)
             if self.schedule:
@@ -334,7 +339,13 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         return {t: TaskState(s) for t, s in states.items()} if states is not None else None
 
     def _create_due_runs(self, tx: Any, now: datetime) -> datetime | None:
+        """Create the runs that are due, earliest fire first, for at most FIRE_BUDGET seconds.
+
+        What is left is due at once: the loop ticks again right away, after serving the socket and
+        the executor, so a thousand DAGs firing together never hold it for long.
+        """
         earliest: datetime | None = None
+        due: list[tuple[datetime | None, str, dict[str, Any]]] = []
         for dag_id, ser in self.dags.items():
             if dag_id in self.paused or dag_id in self.inactive:
                 continue
@@ -344,10 +355,18 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             if nxt is not None and nxt > now:
                 earliest = nxt if earliest is None or nxt < earliest else earliest
                 continue
-            active = sum(1 for r in self.runs.values() if r.dag_id == dag_id and r.run_type == "scheduled")
+            due.append((nxt, dag_id, ser))
+        if not due:
+            return earliest
+        due.sort(key=lambda d: (d[0] is not None, d[0] or now, d[1]))
+        active = Counter(r.dag_id for r in self.runs.values() if r.run_type == "scheduled")
+        stop_at = time.monotonic() + FIRE_BUDGET
+        for n, (nxt, dag_id, ser) in enumerate(due):
+            if n and time.monotonic() >= stop_at:
+                return now
             result = plan_dag_runs(
                 ser, next_dagrun=nxt, last_logical_date=self.store.last_logical_date(dag_id),
-                active_runs=active, now=now, first_seen=self.first_seen.get(dag_id, now),
+                active_runs=active[dag_id], now=now, first_seen=self.first_seen.get(dag_id, now),
             )
             for info in result.create:
                 self._new_run(tx, dag_id, "scheduled", info.logical_date, info.data_interval_start,
@@ -406,10 +425,11 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         run = self.runs[rc.key]
         check_run_transition(run.state, rc.new)
         fields: dict[str, Any] = {"state": rc.new.value}
+        at = self.clock()  # when it happens, not when the iteration began
         if rc.new == RunState.RUNNING:  # QUEUED -> RUNNING
-            run.start_date = fields["start_date"] = now
+            run.start_date = fields["start_date"] = at
         else:  # RUNNING -> SUCCESS / FAILED
-            fields["end_date"] = now
+            fields["end_date"] = at
         run.state = rc.new
         tx.update_run(run.key, **fields)
         if rc.new.finished:

@@ -61,7 +61,8 @@ class ResultsMixin:
         if alert is not None:
             self.alerts.append(alert)
 
-    def _apply_started(self: Engine, tx: Any, ref: str, pid: int, rendered: Any, *, now: datetime) -> None:
+    def _apply_started(self: Engine, tx: Any, ref: str, pid: int, rendered: Any, now: datetime) -> None:
+        """`now`: when the executor reported the start, not when this iteration began."""
         loc = self.refs.get(ref)
         if loc is None or loc[0] not in self.runs:
             return

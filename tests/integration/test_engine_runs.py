@@ -226,3 +226,28 @@ def test_a_broken_dag_file_is_an_import_error_and_harms_no_other_dag(settings):
     run = engine.trigger("example_xcom", unpause_run=True)
     run_until_idle(engine)
     assert engine.store.run_by_key(run["key"])["state"] == "success"
+
+
+def test_a_large_fire_is_created_in_slices_and_each_dag_gets_its_run_once(settings, monkeypatch):
+    from flow.daemon import engine as engine_module
+
+    from .conftest import Clock
+
+    source = "\n".join(
+        f'with DAG("fire{i:03d}", schedule="*/5 * * * *", start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):\n'
+        f'    EmptyOperator(task_id="e")' for i in range(120))
+    write_dag(settings, "many.py", f"import pendulum\nfrom flow import DAG\nfrom flow.operators import EmptyOperator\n{source}\n")
+    clock = Clock(utc(2026, 1, 1, 1, 0, 1))
+    queued: list[str] = []
+    engine = make_engine(settings, clock=clock, schedule=True,
+                         listener=lambda kind, p: queued.append(p["dag_id"]) if kind == "run" and p["state"] == "queued" else None)
+    monkeypatch.setattr(engine_module, "FIRE_BUDGET", 0.0)  # one DAG per iteration
+    created = []
+    for _ in range(200):
+        before = len(queued)
+        wake = engine.tick()
+        created.append(len(queued) - before)
+        if wake is None or wake > clock.now:
+            break
+    assert max(created) == 1 and sum(created) == 120, created  # one per iteration, then nothing is due
+    assert sorted(len(engine.store.runs(f"fire{i:03d}")) for i in range(120)) == [1] * 120
