@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import grp
 import logging
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -113,6 +115,59 @@ def prepare_folders(settings: Settings, mode: str, activated: bool) -> None:
         parent.mkdir(parents=True, exist_ok=True, mode=0o755 if mode == "system" else 0o700)
     except OSError as exc:
         raise StartupError(f"cannot create the socket folder {parent}: {exc.strerror}") from None
+
+
+def secure_files(settings: Settings, mode: str) -> None:
+    """Task logs, exit records and the database are readable by flowd's user only, and in system
+    mode by the operator group too (as the unit's UMask and tmpfiles make them): a user the
+    socket refuses must not read them from disk. Also fixes what an older flowd (or a umask of
+    022) left readable, with one warning for the lot. See flow/filemodes.py for the rule."""
+    from flow import filemodes
+
+    gid = None
+    if mode == "system":
+        try:
+            gid = grp.getgrnam(settings.operator_group).gr_gid
+        except KeyError:
+            log.warning("operator group %r does not exist: logs and the database are readable by %s only",
+                        settings.operator_group, _user())
+    fixed = filemodes.Fixed()
+    try:
+        filemodes.secure_root(settings.log_folder, directory=True, gid=gid, fixed=fixed)
+    except OSError as exc:
+        raise StartupError(f"cannot create the log folder {settings.log_folder}: {exc.strerror}") from None
+    filemodes.secure_tree(settings.log_folder, gid=gid, fixed=fixed)
+    db = sqlite_file(settings.db_url)
+    if db is not None:
+        try:
+            filemodes.makedirs(os.path.dirname(db))
+            filemodes.secure_root(db, directory=False, gid=gid, fixed=fixed)
+        except OSError as exc:
+            raise StartupError(f"cannot open the database at {db}: {exc.strerror}") from None
+        for companion in ("-wal", "-shm", "-journal", ".flowd-lock"):
+            filemodes.secure_file(db + companion, gid=gid, fixed=fixed)
+    who = f"{_user()} and group {settings.operator_group}" if gid is not None else f"{_user()} only"
+    if fixed.count:
+        log.warning("made %d files and folders readable by %s (logs, exit records, the database were "
+                    "readable by other users; e.g. %s)", fixed.count, who, fixed.example)
+    if fixed.failed:
+        log.warning("could not restrict %d files and folders to %s (e.g. %s)", len(fixed.failed), who,
+                    fixed.failed[0])
+
+
+def sqlite_file(db_url: str) -> str | None:
+    """The SQLite database's path, from a URL normalize_db_url has made absolute; None otherwise."""
+    if not db_url.startswith("sqlite:///"):
+        return None
+    path = db_url[len("sqlite:///"):].split("?", 1)[0]
+    return path if path and path != ":memory:" else None
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 class Daemon:
@@ -388,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.sources["socket_path"] = "socket activation"
     try:
         prepare_folders(settings, mode, sock is not None)
+        secure_files(settings, mode)
         daemon = Daemon(settings, mode=mode, config_file=path, flags=flags, notifier=notifier,
                         watchdog=watchdog, sock=sock)
         code = asyncio.run(daemon.run())

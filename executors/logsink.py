@@ -12,6 +12,8 @@ import os
 import signal
 from typing import Any
 
+from flow import filemodes
+
 FORKED_KINDS = ("python", "callback")
 """Kinds whose process is a fork of the runner running our own code: only their reported result
 says whether they succeeded (a Python task's exit status 0 alone proves nothing)."""
@@ -93,9 +95,9 @@ class TaskLog:
     def __init__(self, path: str, max_bytes: int = 0) -> None:
         parent = os.path.dirname(path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
+            filemodes.makedirs(parent)
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.fd = filemodes.open_file(path, os.O_RDWR | os.O_APPEND)
         self.error: str | None = None
         """Why writing stopped (disk full...): the task keeps running, its output is dropped."""
         size = os.fstat(self.fd).st_size
@@ -226,9 +228,8 @@ def write_status(path: str, record: dict[str, Any]) -> str | None:
     try:
         parent = os.path.dirname(path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
+            filemodes.makedirs(parent)
+        filemodes.write_file(tmp, json.dumps(record).encode())
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError) as exc:
         return f"cannot write status file {path}: {exc}"

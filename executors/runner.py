@@ -28,6 +28,7 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from flow import filemodes
 from flow.executors import child
 from flow.executors.base import TaskResult, rendered_record
 from flow.executors.child import StartRefused, warn
@@ -223,7 +224,7 @@ class Runner:
         status_dir = os.path.dirname(spec["status_path"])
         if status_dir and status_dir != os.path.dirname(spec["log_path"]):
             try:
-                os.makedirs(status_dir, exist_ok=True)
+                filemodes.makedirs(status_dir)
             except OSError as exc:
                 log.close()
                 self._reject(ref, f"cannot create the status folder {status_dir}: {exc.strerror}")
