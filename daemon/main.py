@@ -306,7 +306,9 @@ class Daemon:
         try:
             dags = sum(1 for d in engine.dags if d not in engine.inactive)
             errors = len(engine.store.import_errors())
-            return f"{dags} DAGs, {engine.running_count()} running, {errors} import errors"
+            problem = engine.housekeeping.logs.problem if engine.housekeeping is not None else None
+            logs = "; logs incomplete (see flow status)" if problem else ""
+            return f"{dags} DAGs, {engine.running_count()} running, {errors} import errors{logs}"
         except Exception as exc:
             log.warning("cannot compute the status line: %s", exc)
             return self._status or "running"

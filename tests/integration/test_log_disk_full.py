@@ -1,7 +1,8 @@
 """A full log folder loses output, never a try's exit status, and nobody is left to guess.
 
-A real flowd writes its task logs to a 1 MiB tmpfs that the test fills to the last byte. Two
-tries run there: one that succeeds and one that exits 3. Their logs and exit records cannot be
+A real flowd writes its task logs to a 1 MiB tmpfs that the test fills to the last byte. Three
+tries run there: a bash task that succeeds, one that exits 3, and a Python task (whose result is a
+file beside its log, so it fails and says why). Their logs and exit records cannot be
 written, yet the database holds their true exit statuses (the runner reports them over its
 socket), each try's error line says "log incomplete: log folder full", `flow status` and the
 status payload say so, and one webhook alert goes out. After the filler is removed, the next run
@@ -28,11 +29,12 @@ from ..daemon.receivers import HTTPReceiver
 DAG = """
 import pendulum
 from flow import DAG
-from flow.operators import BashOperator
+from flow.operators import BashOperator, PythonOperator
 with DAG("full", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
          default_args={"notify_on_failure": ["hook"]}):
     BashOperator(task_id="ok", bash_command="echo all good; exit 0")
     BashOperator(task_id="bad", bash_command="echo about to fail; exit 3")
+    PythonOperator(task_id="py", python_callable=lambda: print("python says hi"))
 """
 
 
@@ -105,7 +107,7 @@ def tries(f: Flowd, run_id: str, timeout: float = 60) -> dict[str, dict[str, Any
                     "SELECT t.task_id, t.state, t.exit_code, t.error, t.log_path FROM task_try t "
                     "JOIN dag_run r ON r.id = t.dag_run_id WHERE r.run_id = :r"), {"r": run_id}).mappings().all()
             got = {r["task_id"]: dict(r) for r in rows}
-            if len(got) == 2 and all(r["state"] in ("success", "failed") for r in got.values()):
+            if len(got) == 3 and all(r["state"] in ("success", "failed") for r in got.values()):
                 return got
             if time.monotonic() > deadline:
                 pytest.fail(f"the run's tries did not end within {timeout:g}s: {got}\n{f.stderr()}")
@@ -135,30 +137,33 @@ def test_a_full_log_folder_keeps_exit_statuses_says_so_and_recovers(fd: Flowd, t
     assert (got["bad"]["state"], got["bad"]["exit_code"]) == ("failed", 3)
     assert got["ok"]["error"].startswith("log incomplete: log folder full"), got["ok"]
     assert got["bad"]["error"].startswith("exit status 3; log incomplete: log folder full"), got["bad"]
+    # A Python task's result is a file beside its log: it cannot report success, and says why.
+    assert got["py"]["state"] == "failed" and "log incomplete: log folder full" in got["py"]["error"], got["py"]
     for t in got.values():  # nothing of them reached the disk: the database is where they live
         assert not os.path.exists(t["log_path"] + ".status.json")
         assert not os.path.exists(t["log_path"]) or os.path.getsize(t["log_path"]) == 0
 
     st = status(fd)
-    assert st["storage"]["log_problem"]["tries"] == 2, st["storage"]
+    assert st["storage"]["log_problem"]["tries"] == 3, st["storage"]
     assert st["storage"]["log_problem"]["reason"].startswith("log incomplete: log folder full")
     assert len(st["problems"]) == 1 and "log folder full" in st["problems"][0]
     shown = fd.cli("status")
     assert shown.returncode == 0 and "warning: log incomplete: log folder full" in shown.stdout, shown.stdout
-    alerts = [r.json() for r in http.inbox.wait(2)]  # the failure and the log folder, once each
+    alerts = [r.json() for r in http.inbox.wait(3)]  # two failures and the log folder, once
     events = sorted(a["event"] for a in alerts)
-    assert events == ["task.failed", "task.log_incomplete"], events
+    assert events == ["task.failed", "task.failed", "task.log_incomplete"], events
     assert "log folder full" in next(a for a in alerts if a["event"] == "task.log_incomplete")["error"]
 
     filler.unlink()
     got = tries(fd, trigger(fd))
     assert (got["ok"]["state"], got["ok"]["error"]) == ("success", None)
     assert got["bad"]["error"] == "exit status 3"
+    assert (got["py"]["state"], got["py"]["error"]) == ("success", None)
     assert "all good" in Path(got["ok"]["log_path"]).read_text()
     record = json.loads(Path(got["bad"]["log_path"] + ".status.json").read_text())
     assert record["exit_code"] == 3 and record["log_incomplete"] is None
     st = status(fd)
     assert st["storage"]["log_problem"] is None and st["problems"] == []
     assert "log folder full" not in fd.cli("status").stdout
-    events = sorted(r.json()["event"] for r in http.inbox.wait(3))  # the second failure; no second log alert
-    assert events == ["task.failed", "task.failed", "task.log_incomplete"], events
+    events = sorted(r.json()["event"] for r in http.inbox.wait(4))  # the second failure; no second log alert
+    assert events == ["task.failed"] * 3 + ["task.log_incomplete"], events
