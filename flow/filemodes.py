@@ -143,7 +143,8 @@ def _fix_one(path: str, allowed: int, gid: int | None, fixed: Fixed, *, exact: b
                 new &= 0o7700
         if new != old:
             os.chmod(path, new)
-            fixed.add(path, old, new)
+            if old & ~new:  # narrowed; giving the operator group its read bit is no news
+                fixed.add(path, old, new)
     except OSError as exc:
         fixed.failed.append(f"{path}: {exc.strerror}")
 

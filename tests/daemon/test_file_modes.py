@@ -102,6 +102,8 @@ def test_user_mode_files_are_private_and_what_an_older_flowd_left_is_fixed_with_
     before = len(tree(Path(fd.log_folder))) + 1
     assert SECRET.encode() in as_nobody(log).stdout  # the test can fail: readable now
     fd.start()
+    wait_until(lambda: "files and folders readable by" in fd.stderr(), 30, "the warning (the tree is checked "
+               "in a thread after READY)")
     warnings = [line for line in fd.stderr().splitlines() if "files and folders readable by" in line]
     assert len(warnings) == 1, warnings
     assert f"made {before} files and folders" in warnings[0] and "only" in warnings[0]
