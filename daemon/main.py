@@ -144,7 +144,7 @@ def secure_files(settings: Settings, mode: str) -> Callable[[], None]:
     db = sqlite_file(settings.db_url)
     if db is not None:
         try:
-            filemodes.makedirs(os.path.dirname(db))
+            filemodes.makedirs(os.path.dirname(db), inherit=False, gid=gid)
             filemodes.secure_root(db, directory=False, gid=gid, fixed=fixed)
         except OSError as exc:
             raise StartupError(f"cannot open the database at {db}: {exc.strerror}") from None

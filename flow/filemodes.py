@@ -50,8 +50,10 @@ def _settle(fd_or_path: int | str, want: int, gid: int | None, st: os.stat_resul
         os.chmod(fd_or_path, want)
 
 
-def makedirs(path: str) -> None:
-    """`os.makedirs`, each new folder 0700, or 0750 in its parent's group if the parent is group-readable."""
+def makedirs(path: str, *, inherit: bool = True, gid: int | None = None) -> None:
+    """`os.makedirs`, each new folder 0700, or 0750 in its parent's group if the parent is
+    group-readable. `inherit=False` gives every new folder the mode's own policy instead (0700,
+    or 0750 in `gid`): for the folders above a root, whose parents are not flowd's business."""
     path = os.path.abspath(path)
     missing = []
     while not os.path.isdir(path):
@@ -61,13 +63,13 @@ def makedirs(path: str) -> None:
             break
         path = parent
     for folder in reversed(missing):
-        gid = _group_of(os.path.dirname(folder))
-        want = GROUP_DIR if gid is not None else PRIVATE_DIR
+        group = _group_of(os.path.dirname(folder)) if inherit else gid
+        want = GROUP_DIR if group is not None else PRIVATE_DIR
         try:
             os.mkdir(folder, want)
         except FileExistsError:
             continue  # another process made it first: it made it by this same rule
-        _settle(folder, want, gid, os.stat(folder))
+        _settle(folder, want, group, os.stat(folder))
 
 
 def open_file(path: str, flags: int) -> int:
@@ -112,7 +114,7 @@ def secure_root(path: str, *, directory: bool, gid: int | None, fixed: Fixed) ->
     0700/0600, or 0750/0640 in group `gid`; a setgid or sticky bit already there is kept."""
     if directory:
         want = GROUP_DIR if gid is not None else PRIVATE_DIR
-        makedirs(os.path.dirname(os.path.abspath(path)))
+        makedirs(os.path.dirname(os.path.abspath(path)), inherit=False, gid=gid)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, want)
     else:
