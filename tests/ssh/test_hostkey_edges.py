@@ -8,6 +8,7 @@ the others.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import subprocess
@@ -18,10 +19,11 @@ import paramiko
 import pytest
 
 from flow.executors import ssh_hostkeys
+from flow.executors.ssh import SSHExecutor
 from flow.executors.ssh_config import load_connections
 from flow.executors.ssh_pool import SSHConnectError, classify, open_transport
 
-from .conftest import KEYGEN, Sshd, keygen, make_sshd, write_connections
+from .conftest import KEYGEN, Collector, Sshd, keygen, make_spec, make_sshd, write_connections
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +158,28 @@ def test_a_broken_line_loses_only_itself(tmp_path: Path, dual_sshd: Sshd, caplog
     with caplog.at_level(logging.WARNING, logger="flow.executors.ssh_hostkeys"):
         assert _connect(conn).get_name() == "ssh-rsa"
     assert any("line 1" in r.getMessage() for r in caplog.records)
+
+
+def test_a_task_on_a_host_whose_offered_key_is_revoked_fails_with_revoked_and_runs_once_rsa_is_known(
+        tmp_path: Path, dual_sshd: Sshd) -> None:
+    """Through the SSH executor, as flowd runs a remote try: the reason reaches the try's error."""
+    conn = _conn(tmp_path, dual_sshd, _line(dual_sshd, dual_sshd.host_key, "@revoked"))
+    conf = Path(conn.known_hosts).parent / "connections.toml"
+
+    async def one(command: str):  # noqa: ANN202
+        ex = SSHExecutor(str(conf))
+        c = Collector()
+        await ex.start(c.on_started, c.on_finished)
+        try:
+            spec = make_spec(tmp_path, command)
+            ex.submit(spec)
+            return await c.wait_finished(spec.ref, timeout=90)
+        finally:
+            await ex.stop()
+
+    refused = asyncio.run(one("echo should-not-run"))
+    assert not refused.ok and "host key revoked" in refused.error and "REVOKED" in refused.error, refused.error
+    with open(conn.known_hosts, "a") as fh:
+        fh.write(_line(dual_sshd, dual_sshd.extra_host_keys[0]))
+    ran = asyncio.run(one("echo ran-with-rsa"))
+    assert ran.ok and ran.xcom == {"return_value": "ran-with-rsa"}, ran.error
