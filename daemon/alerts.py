@@ -19,14 +19,15 @@ TAIL_BYTES = 64 * 1024
 EMAIL = "email"
 """Target kind for the `email=` addresses, sent through the default SMTP notifier."""
 
-HEADLINE = {"failed": "failed", "up_for_retry": "failed and will be retried", "success": "succeeded"}
+HEADLINE = {"failed": "failed", "up_for_retry": "failed and will be retried", "success": "succeeded",
+            "log_incomplete": "lost log output"}
 
 
 def alert_targets(task: dict[str, Any], state: str) -> list[tuple[str | None, list[str] | None]]:
     """[(notifier name or None for the default SMTP one, addresses or None)] for a try ending in `state`."""
     email = list(task.get("email") or [])
     targets: list[tuple[str | None, list[str] | None]] = []
-    if state == "failed":
+    if state in ("failed", "log_incomplete"):  # output lost to a full log folder goes where failures go
         if email and task.get("email_on_failure", True):
             targets.append((None, email))
         names = task.get("notify_on_failure") or []
@@ -129,7 +130,8 @@ def render_json(alert: dict[str, Any], tail: list[str], zone: str) -> dict[str, 
 
 def render_slack(alert: dict[str, Any], tail: list[str], zone: str) -> dict[str, Any]:
     """Slack's incoming-webhook body (also understood by Mattermost and Rocket.Chat)."""
-    icon = ":x:" if alert["state"] == "failed" else ":warning:" if alert["state"] == "up_for_retry" else ":white_check_mark:"
+    icon = ":x:" if alert["state"] == "failed" else ":warning:" if alert["state"] in (
+        "up_for_retry", "log_incomplete") else ":white_check_mark:"
     facts = (f"*Run:* `{alert['run_id']}`\n*Try:* {alert['try_number']} of {alert['max_tries']}\n"
              f"*Ended:* {show_time(alert['ended'], zone)}\n*Host:* {alert['hostname']}")
     if alert.get("error"):

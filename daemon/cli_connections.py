@@ -117,6 +117,8 @@ def connections_trust(obj: Ctx, name: str, yes: bool) -> None:
     except ssh_hostkeys.HostKeyChanged as exc:
         click.echo(f"WARNING: {exc}", err=True)
         raise Fail(f"not stored: remove the old key of {conn.known_hosts_name} first") from None
+    except ssh_hostkeys.HostKeyRevoked as exc:
+        raise Fail(f"not stored: {exc}") from None
     except ssh_hostkeys.HostKeyUnknown:
         pass
     else:

@@ -49,6 +49,11 @@ def ops_status_rows(st: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("logs", f"{sizes}{storage.get('log_files') if storage.get('log_files') is not None else '-'} "
                              f"file(s) after the last sweep; kept {f'{days} days' if days else 'forever'}, "
                              f"{_size(cap) if cap else 'no limit'} per try"))
+        problem = storage.get("log_problem")
+        if isinstance(problem, dict):
+            rows.append(("", f"warning: {problem.get('reason')} since {when(problem.get('since'))}: "
+                             f"{problem.get('tries')} tries' logs incomplete (last: {problem.get('last_try')}); "
+                             f"{_size(storage.get('log_free_bytes'))} free"))
     if st.get("default_timezone"):
         rows.append(("time zone", str(st["default_timezone"])))
     return rows

@@ -72,7 +72,7 @@ class DatabaseLock:
         path = Path(url.database + ".flowd-lock")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # who holds it: nobody else's business
         except OSError as exc:
             raise NotAlone(f"cannot open the database at {url.database}: cannot create its lock file "
                                 f"{path}: {exc.strerror}") from None

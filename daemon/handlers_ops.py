@@ -15,8 +15,12 @@ def ops_status(engine: Any) -> dict[str, Any]:
     """`notifications` and `storage` for the status reply (None where this flowd has no such service)."""
     notifications = getattr(engine, "notifications", None)
     housekeeping = getattr(engine, "housekeeping", None)
+    storage = housekeeping.status() if housekeeping is not None else None
+    problem = (storage or {}).get("log_problem")
     return {"notifications": notifications.status() if notifications is not None else None,
-            "storage": housekeeping.status() if housekeeping is not None else None,
+            "storage": storage,
+            "problems": [f"{problem['reason']} since {problem['since']}: {problem['tries']} tries' logs "
+                         f"incomplete, last {problem['last_try']}"] if problem else [],
             "default_timezone": getattr(engine.settings, "default_timezone", None) or "UTC"}
 
 

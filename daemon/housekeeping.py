@@ -78,12 +78,45 @@ def sweep_logs(log_folder: str, days: int, now: datetime, keep_dirs: set[str]) -
     return result
 
 
+class LogFolderHealth:
+    """Whether tries can write their logs: a problem starts with the first try whose log came back
+    incomplete (the log folder full) and ends with the next try whose log is whole, so `status`
+    says it while it lasts and one alert goes out per episode, not one per try."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.problem: dict[str, Any] | None = None
+
+    def record(self, what: str, note: str | None, now: datetime) -> bool:
+        """A try ended with this note (None: its log is whole). True when a problem starts."""
+        if note is None:
+            if self.problem is not None:
+                log.warning("logs are written again in %s (%d tries' logs were incomplete since %s)",
+                            self.settings.log_folder, self.problem["tries"], self.problem["since"])
+                self.problem = None
+            return False
+        if self.problem is None:
+            self.problem = {"reason": note, "since": now.isoformat(), "tries": 1, "last_try": what}
+            log.error("%s: %s; its exit status is recorded in the database", what, note)
+            return True
+        self.problem.update(reason=note, tries=self.problem["tries"] + 1, last_try=what)
+        return False
+
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.settings.log_folder)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+
 class Housekeeping:
     """flowd's periodic sweep and the storage figures `status` reports."""
 
     def __init__(self, engine: Any, settings: Any, *, clock: Any = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.logs = LogFolderHealth(settings)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.last: dict[str, Any] | None = None
         self.db_bytes: int | None = None
@@ -126,4 +159,6 @@ class Housekeeping:
             "log_retention_days": self.settings.log_retention_days,
             "max_log_bytes_per_try": self.settings.max_log_bytes_per_try,
             "last_sweep": self.last,
+            "log_free_bytes": self.logs.free_bytes(),
+            "log_problem": self.logs.problem,
         }

@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import grp
 import logging
 import os
+import pwd
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,69 @@ def prepare_folders(settings: Settings, mode: str, activated: bool) -> None:
         raise StartupError(f"cannot create the socket folder {parent}: {exc.strerror}") from None
 
 
+def secure_files(settings: Settings, mode: str) -> Callable[[], None]:
+    """Task logs, exit records and the database are readable by flowd's user only, and in system
+    mode by the operator group too (as the unit's UMask and tmpfiles make them): a user the
+    socket refuses must not read them from disk. See flow/filemodes.py for the rule.
+
+    The roots (the log folder, the database and its companions) are made or narrowed now, which
+    already shuts others out of the whole tree. What an older flowd (or a umask of 022) left
+    inside the log folder is narrowed by the returned check, which walks every file and so runs
+    in a thread after READY; it logs one warning for all it changed, roots included."""
+    from flow import filemodes
+
+    gid = None
+    if mode == "system":
+        try:
+            gid = grp.getgrnam(settings.operator_group).gr_gid
+        except KeyError:
+            log.warning("operator group %r does not exist: logs and the database are readable by %s only",
+                        settings.operator_group, _user())
+    fixed = filemodes.Fixed()
+    try:
+        filemodes.secure_root(settings.log_folder, directory=True, gid=gid, fixed=fixed)
+    except OSError as exc:
+        raise StartupError(f"cannot create the log folder {settings.log_folder}: {exc.strerror}") from None
+    db = sqlite_file(settings.db_url)
+    if db is not None:
+        try:
+            filemodes.makedirs(os.path.dirname(db), inherit=False, gid=gid)
+            filemodes.secure_root(db, directory=False, gid=gid, fixed=fixed)
+        except OSError as exc:
+            raise StartupError(f"cannot open the database at {db}: {exc.strerror}") from None
+        for companion in ("-wal", "-shm", "-journal", ".flowd-lock"):
+            filemodes.secure_file(db + companion, gid=gid, fixed=fixed)
+
+    def check_log_tree() -> None:
+        try:
+            filemodes.secure_tree(settings.log_folder, gid=gid, fixed=fixed)
+        except Exception:
+            log.exception("checking the modes of the files in %s failed", settings.log_folder)
+        who = f"{_user()} and group {settings.operator_group}" if gid is not None else f"{_user()} only"
+        if fixed.count:
+            log.warning("made %d files and folders readable by %s (logs, exit records, the database were "
+                        "readable by other users; e.g. %s)", fixed.count, who, fixed.example)
+        if fixed.failed:
+            log.warning("could not restrict %d files and folders to %s (e.g. %s)", len(fixed.failed), who,
+                        fixed.failed[0])
+    return check_log_tree
+
+
+def sqlite_file(db_url: str) -> str | None:
+    """The SQLite database's path, from a URL normalize_db_url has made absolute; None otherwise."""
+    if not db_url.startswith("sqlite:///"):
+        return None
+    path = db_url[len("sqlite:///"):].split("?", 1)[0]
+    return path if path and path != ":memory:" else None
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
 class Daemon:
     """flowd's life: start in order, signal READY, serve until SIGTERM, reload on SIGHUP."""
 
@@ -137,6 +203,8 @@ class Daemon:
         self._reload_again = False
         self._status = ""
         self._tasks: list[asyncio.Task[Any]] = []
+        self.after_ready: list[Callable[[], None]] = []
+        """Slow start-up checks that need not hold READY back (each runs once, in a thread)."""
 
     # -- start -----------------------------------------------------------------------------
 
@@ -215,6 +283,8 @@ class Daemon:
                  os.getpid(), self._status)
         self._spawn(self._status_loop(), "status")
         self._spawn(self.engine.housekeeping.run(), "housekeeping")
+        for check in self.after_ready:
+            self._spawn(asyncio.to_thread(check), "after-ready check")
         if self._reload_again:
             self.request_reload()  # a SIGHUP that came during start-up
         kill = self.settings.stop_mode == "kill"
@@ -251,7 +321,9 @@ class Daemon:
         try:
             dags = sum(1 for d in engine.dags if d not in engine.inactive)
             errors = len(engine.store.import_errors())
-            return f"{dags} DAGs, {engine.running_count()} running, {errors} import errors"
+            problem = engine.housekeeping.logs.problem if engine.housekeeping is not None else None
+            logs = "; logs incomplete (see flow status)" if problem else ""
+            return f"{dags} DAGs, {engine.running_count()} running, {errors} import errors{logs}"
         except Exception as exc:
             log.warning("cannot compute the status line: %s", exc)
             return self._status or "running"
@@ -388,8 +460,10 @@ def main(argv: list[str] | None = None) -> None:
         settings.sources["socket_path"] = "socket activation"
     try:
         prepare_folders(settings, mode, sock is not None)
+        check_modes = secure_files(settings, mode)
         daemon = Daemon(settings, mode=mode, config_file=path, flags=flags, notifier=notifier,
                         watchdog=watchdog, sock=sock)
+        daemon.after_ready.append(check_modes)
         code = asyncio.run(daemon.run())
     except StartupError as exc:
         print(f"flowd: {exc}", file=sys.stderr)

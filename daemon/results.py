@@ -96,11 +96,14 @@ class ResultsMixin:
             tx.put_try_resources(run_key, task_id, try_number, figures)
         if limit_hit and result.killed == limit_hit:
             result.error = limit_hit  # the limit, its value and the figure reached, not "killed: ..."
+        note = result.log_incomplete
+        new_problem = self.housekeeping is not None and self.housekeeping.logs.record(
+            f"{run.dag_id if run else '?'}.{task_id} try {try_number}", note, now)
         if not current:
             # The try was cleared or marked while it ran: record how it ended, change nothing else.
             tx.update_try(run_key, task_id, try_number, state=TaskState.FAILED.value, end_date=ended,
                           duration=duration, exit_code=result.exit_code, signal=result.signal,
-                          error=result.killed or result.error)
+                          error=_with_note(result.killed or result.error, note))
             return
         assert run is not None
         task = self.defs[run.dag_id].tasks[task_id]
@@ -115,8 +118,10 @@ class ResultsMixin:
                      error=error, next_retry_at=retry_at, pid=result.pid, reason=error or "")
         try_state = TaskState.FAILED if state == TaskState.UP_FOR_RETRY else state
         tx.update_try(run_key, task_id, try_number, state=try_state.value, end_date=ended, duration=duration,
-                      exit_code=result.exit_code, signal=result.signal, error=error, pid=result.pid,
+                      exit_code=result.exit_code, signal=result.signal, error=_with_note(error, note), pid=result.pid,
                       **({"start_date": started} if started else {}))
+        if new_problem:
+            self._queue_alert(run, task_id, "log_incomplete", note, try_number, ended)
         which = CALLBACK_FOR_STATE.get(state.value)
         if which:
             self._queue_callback(run, task_id, which, error, try_number)
@@ -136,6 +141,14 @@ class ResultsMixin:
                 if run.tis[tid].state in (TaskState.NONE, TaskState.SCHEDULED):
                     self._set_ti(tx, run, tid, TaskState.SKIPPED, now, reason=f"skipped by {task_id}")
 
+
+
+def _with_note(error: str | None, note: str | None) -> str | None:
+    """The try's error line, with "log incomplete: ..." after it (or alone, on a try that succeeded):
+    where `flow runs show` and the console's task detail already look."""
+    if not note:
+        return error
+    return f"{error}; {note}" if error else note
 
 
 def _rendered_columns(rendered: Any) -> dict[str, str | None]:

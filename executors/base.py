@@ -81,6 +81,9 @@ class TaskResult:
     started_at: str | None = None
     ended_at: str | None = None
     rusage: dict[str, float] | None = None
+    log_incomplete: str | None = None
+    """Set when output or the exit record could not be written (logsink.incomplete_note: "log
+    incomplete: log folder full (...)"); the result itself still reached flowd, which records it."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

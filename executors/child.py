@@ -21,6 +21,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
+from flow import filemodes
 from flow.executors.base import TaskSpec
 from flow.executors.logsink import FORKED_KINDS, result_path
 
@@ -233,8 +234,7 @@ def _write_result(spec: dict[str, Any], result: dict[str, Any]) -> None:
     except (TypeError, ValueError) as exc:
         data = json.dumps({"ok": False, "error": f"the task's result is not JSON: {exc}"})
     try:
-        with open(result_path(spec["status_path"]), "w", encoding="utf-8") as fh:
-            fh.write(data)
+        filemodes.write_file(result_path(spec["status_path"]), data.encode())
     except OSError as exc:
         os.write(2, f"[flow] cannot write the result file: {exc}\n".encode())
 

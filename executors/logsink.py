@@ -7,10 +7,15 @@ held until the end and a task that prints gigabytes costs the runner no more mem
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
+from dataclasses import dataclass
 from typing import Any
+
+from flow import filemodes
 
 FORKED_KINDS = ("python", "callback")
 """Kinds whose process is a fork of the runner running our own code: only their reported result
@@ -93,11 +98,12 @@ class TaskLog:
     def __init__(self, path: str, max_bytes: int = 0) -> None:
         parent = os.path.dirname(path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
+            filemodes.makedirs(parent)
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.fd = filemodes.open_file(path, os.O_RDWR | os.O_APPEND)
         self.error: str | None = None
         """Why writing stopped (disk full...): the task keeps running, its output is dropped."""
+        self.errno: int | None = None
         size = os.fstat(self.fd).st_size
         self._at_line_start = size == 0 or os.pread(self.fd, 1, size - 1) == b"\n"
         self.max_bytes = max(0, int(max_bytes or 0))
@@ -129,6 +135,7 @@ class TaskLog:
                 view = view[os.write(self.fd, view):]
         except OSError as exc:
             self.error = f"cannot write log file {self.path}: {exc.strerror}"
+            self.errno = exc.errno
             return
         self._at_line_start = data.endswith(b"\n")
 
@@ -144,6 +151,7 @@ class TaskLog:
                                         os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 self.error = f"cannot open the tail file next to {self.path}: {exc.strerror}"
+                self.errno = exc.errno
                 return
         cap = self._ring_cap
         if cap <= 0:
@@ -162,6 +170,7 @@ class TaskLog:
                 os.pwrite(self._ring_fd, data[len(first):], 0)
         except OSError as exc:
             self.error = f"cannot write the tail file next to {self.path}: {exc.strerror}"
+            self.errno = exc.errno
 
     def _flush_tail(self) -> None:
         """Append the cut marker and the ring's bytes, oldest first; then forget the ring."""
@@ -219,19 +228,47 @@ class TaskLog:
             os.close(self.fd)
             self.fd = -1
 
+    @property
+    def incomplete(self) -> str | None:
+        """The note a try whose output was (partly) lost carries: None when the log is whole."""
+        return incomplete_note(self.errno, self.error) if self.error else None
 
-def write_status(path: str, record: dict[str, Any]) -> str | None:
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+LOG_FOLDER_FULL = "log folder full"
+
+
+def incomplete_note(err: int | None, detail: str) -> str:
+    """"log incomplete: log folder full (cannot write ...)": one line, the same for every writer."""
+    why = LOG_FOLDER_FULL if err in FULL_ERRNOS else "log not written"
+    return f"log incomplete: {why} ({detail})"
+
+
+@dataclass(frozen=True)
+class WriteProblem:
+    """Why a record was not written; `errno` says whether the disk is full."""
+
+    text: str
+    errno: int | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def write_status(path: str, record: dict[str, Any]) -> WriteProblem | None:
     """tmp + rename, so a reader (a restarted flowd) sees the whole record or none. Returns a problem."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         parent = os.path.dirname(path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
+            filemodes.makedirs(parent)
+        filemodes.write_file(tmp, json.dumps(record).encode())
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError) as exc:
-        return f"cannot write status file {path}: {exc}"
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a half-written tmp file on a full disk must not linger
+        return WriteProblem(f"cannot write the exit record {path}: {getattr(exc, 'strerror', None) or exc}",
+                            getattr(exc, "errno", None))
     return None
 
 

@@ -28,10 +28,21 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from flow import filemodes
 from flow.executors import child
 from flow.executors.base import TaskResult, rendered_record
 from flow.executors.child import StartRefused, warn
-from flow.executors.logsink import LastLine, TaskLog, outcome, read_result, result_path, write_status
+from flow.executors.logsink import (
+    FULL_ERRNOS,
+    LOG_FOLDER_FULL,
+    LastLine,
+    TaskLog,
+    incomplete_note,
+    outcome,
+    read_result,
+    result_path,
+    write_status,
+)
 from flow.executors.runloop import EventLoop, Timer
 
 READ_SIZE = 64 * 1024
@@ -163,7 +174,7 @@ class Runner:
         if spec is not None:
             result["log_path"] = spec["log_path"]
             if (problem := write_status(spec["status_path"], result)) is not None:
-                warn(problem)
+                warn(str(problem))
         self.loop.send({"op": "finished", "result": result})
 
     def _spawn(self, spec: Any) -> None:
@@ -218,12 +229,13 @@ class Runner:
         try:
             log = TaskLog(spec["log_path"], int(spec.get("max_log_bytes") or 0))
         except OSError as exc:
-            self._reject(ref, f"cannot open log file {spec['log_path']}: {exc.strerror}", spec)
+            full = f"{LOG_FOLDER_FULL}: " if exc.errno in FULL_ERRNOS else ""
+            self._reject(ref, f"{full}cannot open log file {spec['log_path']}: {exc.strerror}", spec)
             return None
         status_dir = os.path.dirname(spec["status_path"])
         if status_dir and status_dir != os.path.dirname(spec["log_path"]):
             try:
-                os.makedirs(status_dir, exist_ok=True)
+                filemodes.makedirs(status_dir)
             except OSError as exc:
                 log.close()
                 self._reject(ref, f"cannot create the status folder {status_dir}: {exc.strerror}")
@@ -347,11 +359,15 @@ class Runner:
         if t.sweep is not None and not _killpg(t.pid, 0):
             self.loop.cancel(t.sweep)
         result = self._result(t)
+        t.log.close()
         if t.log.error:
             warn(t.log.error)
-        t.log.close()
+            result["log_incomplete"] = t.log.incomplete
         if (problem := write_status(t.spec["status_path"], result)) is not None:
-            warn(problem)
+            # The result still reaches flowd below, which records it in the database: only a
+            # runner without flowd (during a restart) loses it, and then the try is found lost.
+            warn(str(problem))
+            result["log_incomplete"] = result.get("log_incomplete") or incomplete_note(problem.errno, problem.text)
         self.loop.send({"op": "finished", "result": result})
 
     def _result(self, t: _Try) -> dict[str, Any]:

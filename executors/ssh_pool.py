@@ -91,6 +91,8 @@ def open_transport(conn: Connection, sock: socket.socket | paramiko.Channel | No
     try:
         transport.banner_timeout = transport.auth_timeout = conn.connect_timeout
         transport.handshake_timeout = conn.connect_timeout
+        # Ask for a key type we already know first (OpenSSH does the same): a host with RSA and
+        # Ed25519 keys, of which only RSA is known, would otherwise offer Ed25519 and look "unknown".
         known = ssh_hostkeys.preferred_types(conn)
         if known:
             opts = transport.get_security_options()

@@ -19,7 +19,7 @@ import paramiko
 
 from . import ssh_remote
 from .base import TaskResult, TaskSpec, rendered_record
-from .logsink import LastLine, TaskLog, write_status
+from .logsink import LastLine, TaskLog, incomplete_note, write_status
 from .ssh_config import Connection, ConnectionsError
 from .ssh_pool import SSHConnectError, classify
 
@@ -258,6 +258,8 @@ class RemoteTry:
         result.ended_at = _now()
         if log is not None:
             log.close()
+            result.log_incomplete = log.incomplete
         record: dict[str, Any] = result.to_json() | {"log_path": self.spec.log_path}
-        write_status(self.spec.status_path, record)
+        if (problem := write_status(self.spec.status_path, record)) is not None:
+            result.log_incomplete = result.log_incomplete or incomplete_note(problem.errno, problem.text)
         self.on_finished(result)

@@ -38,8 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def keygen(path: Path, *, comment: str = "flow-test") -> Path:
-    subprocess.run([KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
+def keygen(path: Path, *, comment: str = "flow-test", kind: str = "ed25519") -> Path:
+    size = ["-b", "2048"] if kind == "rsa" else []
+    subprocess.run([KEYGEN, "-q", "-t", kind, *size, "-N", "", "-C", comment, "-f", str(path)], check=True)
     return path
 
 
@@ -57,6 +58,8 @@ class Sshd:
     host_key: Path
     user_key: Path
     max_sessions: int = 10
+    extra_host_keys: list[Path] = field(default_factory=list)
+    """More HostKey files (another key type), offered beside host_key."""
     proc: subprocess.Popen | None = None
     sessions: list[int] = field(default_factory=list)
 
@@ -80,7 +83,7 @@ class Sshd:
             MaxStartups 100:30:200
             ClientAliveInterval 0
             LogLevel ERROR
-            """))
+            """) + "".join(f"HostKey {k}\n" for k in self.extra_host_keys))
 
     def start(self) -> None:
         _need_sshd()
