@@ -4,6 +4,9 @@ chain   50 BashOperator `true` tasks in a line: gap from one task's end to the n
         (runner timestamps), and total time against the same 50 commands in a shell loop.
 fanout  1 -> N `true` -> 1 with parallelism 16: total time against `xargs -P16` running N commands.
 python  50 PythonOperator no-op tasks in a line: the same gap.
+scale   fan-outs of 100, 1,000 and 5,000 `true` at parallelism 16: flowd's own CPU per task (the
+        engine's process time, not the tasks'), which must stay flat as the run grows.
+--quick  smaller sizes, no ssh and resources scenarios: a figure in under a minute for the PR loop.
 resources  flowd's CPU for sampling 100 running tries, and bytes stored per try (bench_resources.py).
 ssh     bench_ssh.py: remote `true` tries on a private sshd (skipped, with a note, without openssh-server).
 
@@ -51,7 +54,7 @@ with DAG("bench_python", schedule=None):
 """
 
 
-def run_dag(source: str, dag_id: str, parallelism: int) -> tuple[float, list[dict]]:
+def run_dag(source: str, dag_id: str, parallelism: int, cpu: list[float] | None = None) -> tuple[float, list[dict]]:
     from flow.daemon.config import load_settings
     from flow.daemon.engine import Engine
     from flow.daemon.store import Store
@@ -69,9 +72,11 @@ def run_dag(source: str, dag_id: str, parallelism: int) -> tuple[float, list[dic
         engine.load()
         FolderWatcher(engine).refresh_sync()
         run = engine.trigger(dag_id, unpause_run=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         asyncio.run(engine.run(once=True))
         total = time.perf_counter() - t0
+        if cpu is not None:
+            cpu.append(time.process_time() - c0)
         state = engine.store.run_by_key(run["key"])["state"]
         if state != "success":
             raise SystemExit(f"benchmark run of {dag_id} ended {state}")
@@ -100,7 +105,11 @@ def main() -> None:
     ap.add_argument("--chain", type=int, default=50)
     ap.add_argument("--fanout", type=int, default=500)
     ap.add_argument("--python", type=int, default=50)
+    ap.add_argument("--scale", default="100,1000,5000", help="fan-out sizes for the CPU-per-task scenario")
+    ap.add_argument("--quick", action="store_true", help="small sizes, no ssh/resources scenarios")
     args = ap.parse_args()
+    if args.quick:
+        args.fanout, args.scale = min(args.fanout, 200), "100,500"
     print(f"machine: {platform.machine()}, {psutil.cpu_count()} cpus, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
@@ -120,6 +129,15 @@ def main() -> None:
     print(f"python {args.python} python tasks: gap median {statistics.median(g):.2f} ms, p95 {pct(g, 95):.2f} ms; "
           f"total {total:.3f} s")
     sys.stdout.flush()
+    for n in (int(x) for x in args.scale.split(",")):
+        cpu: list[float] = []
+        total, _ = run_dag(FANOUT.format(n=n), "bench_fanout", 16, cpu)
+        xargs = shell(f"seq {n} | xargs -P16 -I{{}} bash -c true")
+        print(f"scale  fan-out {n}: flowd CPU {cpu[0] / (n + 2) * 1000:.2f} ms per task; total {total:.2f} s "
+              f"vs xargs -P16 {xargs:.2f} s ({total / xargs:.2f}x)")
+        sys.stdout.flush()
+    if args.quick:
+        return
     if Path("/usr/sbin/sshd").exists():
         subprocess.run([sys.executable, str(Path(__file__).with_name("bench_ssh.py"))], check=False)
     else:
