@@ -84,6 +84,18 @@ class Settings:
     ("10%" of the total, or a size such as "2GiB"); empty turns it off."""
     connections_file: str = ""
     """SSH connections (connections.toml); by default beside the configuration file."""
+    max_pending_connections: int = 64
+    """Socket connections that have not said hello yet, from all users together."""
+    max_pending_per_user: int = 16
+    max_connections: int = 256
+    """Socket connections past the hello, from all users together."""
+    max_connections_per_user: int = 64
+    connection_reserve: int = 16
+    """Room above both totals kept for root and flowd's own user, so `flow status` by root answers."""
+    hello_timeout: float = 5.0
+    """Seconds a new connection has to send its hello."""
+    max_client_buffer: int = 8 * 1024 * 1024
+    """Bytes of unread replies and events one connection may hold in flowd before it is cut off."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     notifiers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """[notifiers.NAME] tables, validated (daemon/notifyconf.py); never printed with their secrets."""
@@ -109,6 +121,13 @@ class Settings:
         "sample_interval": "FLOW_SAMPLE_INTERVAL",
         "min_free_memory": "FLOW_MIN_FREE_MEMORY",
         "connections_file": "FLOW_CONNECTIONS",
+        "max_pending_connections": "FLOW_MAX_PENDING_CONNECTIONS",
+        "max_pending_per_user": "FLOW_MAX_PENDING_PER_USER",
+        "max_connections": "FLOW_MAX_CONNECTIONS",
+        "max_connections_per_user": "FLOW_MAX_CONNECTIONS_PER_USER",
+        "connection_reserve": "FLOW_CONNECTION_RESERVE",
+        "hello_timeout": "FLOW_HELLO_TIMEOUT",
+        "max_client_buffer": "FLOW_MAX_CLIENT_BUFFER",
     }
 
     def as_dict(self) -> dict[str, Any]:

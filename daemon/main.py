@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(render_settings(settings, mode=mode, config_file=path))
         sys.exit(0)
     setup_logging(settings.log_level)
+    from .service.memory import fix_heap_policy
+
+    fix_heap_policy()
     if sock is not None:
         name = sock.getsockname()
         settings.socket_path = name if isinstance(name, str) and name else settings.socket_path

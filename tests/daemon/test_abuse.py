@@ -1,0 +1,313 @@
+"""A local user cannot deny service (issue 12 §3): the attacks, as user nobody, against a real flowd.
+
+flowd runs with systemd's usual soft limit of 1024 file descriptors (and a hard limit of 1024,
+so it cannot raise it). The attacker is a plain python3 under `setpriv` as uid 65534 in a child
+process; it reports what it saw as JSON lines and holds its sockets until told to let go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flow.daemon.rpc.admission import Admission, Limits, Refused, Throttled
+from flow.daemon.rpc.logsafe import loggable
+
+from .conftest import Flowd, make_flowd
+from .test_flowd_process import hello_status, wait_until
+
+NOBODY = 65534
+FD_LIMIT = 1024
+RSS_LIMIT = 150 * 1024 * 1024
+
+ATTACKER = r'''
+import json, socket, sys, time
+mode, count, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+socks, errors, refused, closed = [], 0, 0, 0
+
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(path)
+    return s
+
+def frame(s, wait):
+    """The first line flowd sent (b"" if it closed, None if nothing came within `wait`)."""
+    s.settimeout(wait)
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                return buf or b""
+            buf += chunk
+    except (TimeoutError, BlockingIOError):
+        return None
+    except OSError:
+        return b""
+    return buf.split(b"\n")[0]
+
+for i in range(1 if mode == "name" else count):
+    try:
+        socks.append(connect())
+    except OSError:
+        errors += 1
+        continue
+    s = socks[-1]
+    if mode == "flood":
+        s.setblocking(False)
+        blob = b"x" * (1 << 20)
+        try:
+            sent = 0
+            while sent < len(blob):
+                sent += s.send(blob[sent:])
+        except OSError:
+            pass
+    elif mode == "viewers":
+        s.sendall(b'{"hello": {"protocol": 1, "client": "pipeliner"}}\n')
+        hello = frame(s, 5)
+        if not hello or b'"hello"' not in hello:
+            refused += 1
+            continue
+        req = {"id": 0, "method": "logs.read", "params": {"dag_id": sys.argv[4], "run_id": sys.argv[5],
+               "task_id": "big", "offset": 0, "length": 1 << 20}}
+        burst = b"".join((json.dumps({**req, "id": n}) + "\n").encode() for n in range(40))
+        s.setblocking(False)
+        try:
+            s.send(burst)
+        except OSError:
+            pass
+    elif mode == "name":
+        name = "evil\n12:00:00 ERROR flow.flowd: forged line\x1b]2;pwned\x07" + "A" * (count * 1000)
+        s.sendall((json.dumps({"hello": {"protocol": 1, "client": name}}) + "\n").encode())
+        refused += b'"forbidden"' in (frame(s, 5) or b"")
+        break
+if mode == "pending":
+    for s in socks:
+        line = frame(s, 0.05)
+        if line and b"too_many_connections" in line:
+            refused += 1
+        elif line == b"":
+            closed += 1
+print(json.dumps({"connected": len(socks), "errors": errors, "refused": refused, "closed": closed}), flush=True)
+sys.stdin.readline()
+for s in socks:
+    s.close()
+print("done", flush=True)
+'''
+
+
+class Attacker:
+    """The child process; `report` is its JSON line once it holds its connections."""
+
+    def __init__(self, *args: str) -> None:
+        cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+               "/usr/bin/python3", "-I", "-c", ATTACKER, *args]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, cwd="/")
+        line = self.proc.stdout.readline()
+        if not line:
+            pytest.fail(f"the attacker failed: {self.proc.stderr.read()}")
+        self.report = json.loads(line)
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+            assert self.proc.stdout.readline().strip() == "done"
+        self.proc.wait(30)
+
+
+def start_limited(f: Flowd) -> Flowd:
+    """Start flowd under `prlimit` so it has 1024 descriptors and cannot raise the limit."""
+    plain = f.command
+
+    def command() -> list[str]:
+        return ["prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}", *plain()]
+
+    f.command = command  # type: ignore[method-assign]
+    f.start()
+    os.chmod(os.path.dirname(f.socket_path), 0o755)  # nobody must reach the socket
+    assert psutil.Process(f.proc.pid).rlimit(psutil.RLIMIT_NOFILE) == (FD_LIMIT, FD_LIMIT)
+    return f
+
+
+@pytest.fixture
+def flowd(tmp_path: Path) -> Iterator[Flowd]:
+    f = make_flowd(tmp_path)
+    f.env.update(FLOW_VIEWER_GROUP="nogroup", FLOW_HELLO_TIMEOUT="60")
+    yield f
+    f.discard()
+
+
+def rss(f: Flowd) -> int:
+    return psutil.Process(f.proc.pid).memory_info().rss
+
+
+def refusal_lines(f: Flowd) -> list[str]:
+    return [line for line in f.stderr().splitlines() if "too many" in line or "disconnecting" in line]
+
+
+def test_1100_pre_hello_connections_leave_root_its_status(flowd: Flowd):
+    start_limited(flowd)
+    attacker = Attacker("pending", "1100", flowd.socket_path)
+    try:
+        report = attacker.report
+        assert report["connected"] + report["errors"] == 1100
+        # (connects the full backlog turned away are errors.) All but the per-user allowance of 16 were
+        # refused at once with a typed error, not left hanging:
+        assert report["connected"] > 200 and report["refused"] == report["connected"] - 16, report
+        for _ in range(12):
+            assert hello_status(flowd.socket_path, timeout=5)["pid"] == flowd.proc.pid
+        assert psutil.Process(flowd.proc.pid).num_fds() < FD_LIMIT - 100
+    finally:
+        attacker.release()
+    lines = refusal_lines(flowd)
+    assert 1 <= len(lines) <= 6, lines
+    assert hello_status(flowd.socket_path)["pid"] == flowd.proc.pid
+
+
+def test_1500_connections_sending_a_mebibyte_without_newline_leave_memory_alone(flowd: Flowd):
+    start_limited(flowd)
+    baseline = rss(flowd)
+    attacker = Attacker("flood", "1500", flowd.socket_path)
+    try:
+        assert attacker.report["connected"] > 1000, attacker.report
+        for _ in range(10):
+            assert rss(flowd) < RSS_LIMIT, f"flowd grew from {baseline >> 20} to {rss(flowd) >> 20} MiB"
+            assert hello_status(flowd.socket_path, timeout=5)["pid"] == flowd.proc.pid
+            time.sleep(0.1)
+    finally:
+        attacker.release()
+    assert rss(flowd) < RSS_LIMIT
+    assert len(refusal_lines(flowd)) <= 6
+
+
+BIG_LOG_DAG = """
+import pendulum
+from flow import DAG
+from flow.operators import BashOperator
+with DAG("biglog", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
+    BashOperator(task_id="big", bash_command="yes 'a log line of flowd under abuse, padded to eighty chars..' | head -c 24000000")
+"""
+
+
+def call(path: str, method: str, **params: object) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        fh = s.makefile("rwb")
+        fh.write(b'{"hello": {"protocol": 1, "client": "test"}}\n'
+                 + json.dumps({"id": 1, "method": method, "params": params}).encode() + b"\n")
+        fh.flush()
+        fh.readline()
+        return json.loads(fh.readline())["result"]
+
+
+def big_log_run(f: Flowd) -> str:
+    f.add_dag("biglog.py", BIG_LOG_DAG)
+    wait_until(lambda: "biglog" in f.cli("dags", "list").stdout, 30, "the DAG to load")
+    out = f.cli("dags", "trigger", "biglog")
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip().split()[-1]
+    wait_until(lambda: call(f.socket_path, "runs.get", dag_id="biglog", run_id=run_id)["run"]["state"]
+               == "success", 60, "the run with the big log to succeed")
+    return run_id
+
+
+def test_200_viewers_pipelining_log_reads_stay_bounded_and_others_are_answered(flowd: Flowd):
+    start_limited(flowd)
+    run_id = big_log_run(flowd)
+    baseline = rss(flowd)
+    attacker = Attacker("viewers", "200", flowd.socket_path, "biglog", run_id)
+    try:
+        assert attacker.report["connected"] == 200
+        assert 0 < attacker.report["refused"] < 200, attacker.report  # over the per-user limit: refused
+        peak = 0
+        for _ in range(15):
+            peak = max(peak, rss(flowd))
+            assert hello_status(flowd.socket_path, timeout=5)["pid"] == flowd.proc.pid
+            time.sleep(0.1)
+        print(f"flowd's RSS: {baseline >> 20} MiB before, {peak >> 20} MiB at most under attack")
+        assert peak < RSS_LIMIT, f"flowd grew from {baseline >> 20} to {peak >> 20} MiB"
+    finally:
+        attacker.release()
+    wait_until(lambda: rss(flowd) < baseline + 30 * 1024 * 1024, 20,
+               f"flowd's memory to come back near its baseline of {baseline >> 20} MiB "
+               f"(now {rss(flowd) >> 20} MiB)")
+    assert hello_status(flowd.socket_path)["pid"] == flowd.proc.pid
+
+
+def test_a_refused_hellos_client_name_reaches_the_log_escaped_and_cut(tmp_path: Path):
+    f = make_flowd(tmp_path)  # no viewer group for nobody: refused at the hello
+    try:
+        start_limited(f)
+        attacker = Attacker("name", "15", f.socket_path)  # a 15 kB name (the hello limit is 16 KiB)
+        attacker.release()
+        assert attacker.report["refused"] == 1
+        wait_until(lambda: "refused nobody" in f.stderr(), 10, "the refusal in the log")
+        lines = [line for line in f.stderr().splitlines() if "refused nobody" in line]
+        assert len(lines) == 1 and len(lines[0]) < 500, lines
+        assert "\x1b" not in f.stderr() and "forged line" not in f.stderr().replace(lines[0], "")
+        assert "evil\\x0a12:00:00 ERROR flow.flowd: forged line\\x1b]2;pwned\\x07AAA" in lines[0]
+        assert "(15000 more characters)" not in lines[0] and "more characters)" in lines[0]
+    finally:
+        f.discard()
+
+
+# -- the pieces, without processes ------------------------------------------------------------------
+
+
+def test_loggable_escapes_controls_keeps_text_and_cuts():
+    assert loggable("flowtui/0.1 é ✓") == "flowtui/0.1 é ✓"
+    assert loggable("a\nb\rc\x1b[31md\x7f\u2028\u202e\\") == "a\\x0ab\\x0dc\\x1b[31md\\x7f\\u2028\\u202e\\\\"
+    assert loggable("x" * 250) == "x" * 200 + "... (50 more characters)"
+
+
+def test_admission_counts_per_uid_and_in_total_with_a_reserve_for_root():
+    adm = Admission(Limits(pending_total=3, pending_per_uid=2, active_total=2, active_per_uid=1, reserve=1),
+                    privileged=lambda uid: uid == 0)
+    a1, a2 = adm.enter(1000), adm.enter(1000)
+    with pytest.raises(Refused, match="from uid 1000 \\(limit 2 per user\\)"):
+        adm.enter(1000)
+    b1 = adm.enter(1001)
+    with pytest.raises(Refused, match="too many pending connections \\(limit 3\\)"):
+        adm.enter(1002)
+    root = adm.enter(0)  # the reserve
+    with pytest.raises(Refused):
+        adm.enter(0)
+    a1.promote()
+    with pytest.raises(Refused, match="too many open connections from uid 1000"):
+        a2.promote()
+    assert adm.pending_count == 3 and adm.active_count == 1  # a2 is still pending, b1 and root too
+    a2.release()
+    b1.promote()
+    root.promote()  # root into the reserve above active_total
+    assert adm.active_count == 3 and adm.pending_count == 0
+    for t in (a1, b1, root, a1):  # release is idempotent
+        t.release()
+    assert adm.active_count == 0 and not adm.active and not adm.pending
+
+
+def test_throttled_says_a_warning_once_per_interval_with_the_count(caplog: pytest.LogCaptureFixture):
+    now = [100.0]
+    throttled = Throttled(logging.getLogger("flow.test"), interval=10, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, "flow.test"):
+        assert throttled.warning("emfile", "cannot accept")
+        for _ in range(500):
+            assert not throttled.warning("emfile", "cannot accept")
+        assert throttled.warning("other", "something else")
+        now[0] += 11
+        assert throttled.warning("emfile", "cannot accept")
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot accept", "something else", "cannot accept (500 more like this in the last 11 s)"]
