@@ -29,82 +29,8 @@ NOBODY = 65534
 FD_LIMIT = 1024
 RSS_LIMIT = 150 * 1024 * 1024
 
-ATTACKER = r'''
-import json, socket, sys, time
-mode, count, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-socks, errors, refused, closed = [], 0, 0, 0
-
-def connect():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(path)
-    return s
-
-def frame(s, wait):
-    """The first line flowd sent (b"" if it closed, None if nothing came within `wait`)."""
-    s.settimeout(wait)
-    buf = b""
-    try:
-        while b"\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                return buf or b""
-            buf += chunk
-    except (TimeoutError, BlockingIOError):
-        return None
-    except OSError:
-        return b""
-    return buf.split(b"\n")[0]
-
-for i in range(1 if mode == "name" else count):
-    try:
-        socks.append(connect())
-    except OSError:
-        errors += 1
-        continue
-    s = socks[-1]
-    if mode == "flood":
-        s.setblocking(False)
-        blob = b"x" * (1 << 20)
-        try:
-            sent = 0
-            while sent < len(blob):
-                sent += s.send(blob[sent:])
-        except OSError:
-            pass
-    elif mode == "viewers":
-        s.sendall(b'{"hello": {"protocol": 1, "client": "pipeliner"}}\n')
-        hello = frame(s, 5)
-        if not hello or b'"hello"' not in hello:
-            refused += 1
-            continue
-        req = {"id": 0, "method": "logs.read", "params": {"dag_id": sys.argv[4], "run_id": sys.argv[5],
-               "task_id": "big", "offset": 0, "length": 1 << 20}}
-        burst = b"".join((json.dumps({**req, "id": n}) + "\n").encode() for n in range(40))
-        s.setblocking(False)
-        try:
-            s.send(burst)
-        except OSError:
-            pass
-    elif mode == "name":
-        name = "evil\n12:00:00 ERROR flow.flowd: forged line\x1b]2;pwned\x07" + "A" * (count * 1000)
-        s.sendall((json.dumps({"hello": {"protocol": 1, "client": name}}) + "\n").encode())
-        refused += b'"forbidden"' in (frame(s, 5) or b"")
-        break
-if mode == "pending":
-    for s in socks:
-        line = frame(s, 0.05)
-        if line and b"too_many_connections" in line:
-            refused += 1
-        elif line == b"":
-            closed += 1
-print(json.dumps({"connected": len(socks), "errors": errors, "refused": refused, "closed": closed}), flush=True)
-sys.stdin.readline()
-for s in socks:
-    s.close()
-print("done", flush=True)
-'''
+ATTACKER = (Path(__file__).parent / "abuse_client.py").read_text()
+"""Run with `python3 -c` (its file may not be readable by nobody wherever the checkout is)."""
 
 
 class Attacker:
