@@ -131,6 +131,7 @@ class Daemon:
         self.server: Any = None
         self.db_lock: Any = None
         self.watcher: Any = None
+        self.metrics: Any = None
         self.stopping = asyncio.Event()
         self._ready = False
         self._reloading = False
@@ -186,6 +187,13 @@ class Daemon:
         """Everything before READY=1: the store, recovery, the first parse, the socket."""
         from .server import Server, ServerError
 
+        if self.settings.metrics_listen:
+            from .monitor.exporter import ExporterError, parse_listen
+
+            try:
+                parse_listen(self.settings.metrics_listen)
+            except ExporterError as exc:
+                raise StartupError(str(exc)) from None
         self.open_engine()
         await self.rescan_all()
         self.server = Server(self.engine, self.settings, sock=self.sock)
@@ -196,6 +204,25 @@ class Daemon:
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.settings.socket_path}: {exc.strerror or exc}") from None
         self.engine.listener = self.server.publish
+        if self.settings.metrics_listen or self.settings.metrics_textfile:
+            await self.start_metrics()
+
+    async def start_metrics(self) -> None:
+        """Prometheus metrics (off by default): fed by the engine's events beside the socket server."""
+        from .monitor.exporter import ExporterError, MetricsService
+
+        self.metrics = MetricsService(self.engine, self.server, self.settings)
+        try:
+            await self.metrics.start()
+        except ExporterError as exc:
+            raise StartupError(str(exc)) from None
+        publish, observe = self.server.publish, self.metrics.observe
+
+        def both(kind: str, payload: dict[str, Any]) -> None:
+            publish(kind, payload)
+            observe(kind, payload)
+
+        self.engine.listener = both
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -340,6 +367,9 @@ class Daemon:
                 await self.server.stop()
             except Exception:
                 log.exception("stopping the socket server failed")
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                await self.metrics.stop()
         if engine_task is not None:
             engine_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
