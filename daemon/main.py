@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +86,16 @@ class JournalFormatter(logging.Formatter):
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """Under systemd, entries with fields on the journal's native socket (stderr when it cannot take
+    one); else stderr, with "<N>" priority prefixes when stderr is a journal stream."""
+    from .service.journal import journal_handler
+
+    stream = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+        stream.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler: logging.Handler = journal_handler(fallback=stream) or stream
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -203,11 +209,14 @@ class Daemon:
             raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.settings.socket_path}: {exc.strerror or exc}") from None
-        self.engine.listener = self.server.publish
-        if self.settings.metrics_listen or self.settings.metrics_textfile:
-            await self.start_metrics()
+        from .service import outcomes
 
-    async def start_metrics(self) -> None:
+        listeners = [self.server.publish, outcomes.observe]
+        if self.settings.metrics_listen or self.settings.metrics_textfile:
+            listeners.append(await self.start_metrics())
+        self.engine.listener = fan_out(listeners)
+
+    async def start_metrics(self) -> Callable[[str, dict[str, Any]], None]:
         """Prometheus metrics (off by default): fed by the engine's events beside the socket server."""
         from .monitor.exporter import ExporterError, MetricsService
 
@@ -216,13 +225,7 @@ class Daemon:
             await self.metrics.start()
         except ExporterError as exc:
             raise StartupError(str(exc)) from None
-        publish, observe = self.server.publish, self.metrics.observe
-
-        def both(kind: str, payload: dict[str, Any]) -> None:
-            publish(kind, payload)
-            observe(kind, payload)
-
-        self.engine.listener = both
+        return self.metrics.observe
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -382,6 +385,15 @@ class Daemon:
             self.db_lock.release()
         log.info("flowd stopped%s", f"; {running} task(s) left to the runner for the next flowd"
                  if running and self.settings.stop_mode == "adopt" else "")
+
+
+def fan_out(listeners: list[Callable[[str, dict[str, Any]], None]]) -> Callable[[str, dict[str, Any]], None]:
+    """One engine listener that hands every event to each of `listeners` in turn."""
+    def each(kind: str, payload: dict[str, Any]) -> None:
+        for listener in listeners:
+            listener(kind, payload)
+
+    return each
 
 
 def _version() -> str:
