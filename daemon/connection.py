@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("flow.server")
 
 RESYNC = dumps({"reason": "client fell behind"})
+EVENT_BATCH = 256 * 1024
+"""Event bytes written at once; the rest waits in the queue, where the budget counts it."""
 
 
 class ConnectionClosed(Exception):
@@ -66,6 +68,8 @@ class Connection:
         self.seq = 0
         """The seq of the last event written to this client."""
         self.events: deque[tuple[str, bytes, bool]] = deque()
+        self._event_bytes = 0
+        """Bytes of the queued events: with the channel's queue, what counts against the budget."""
         self.follows: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
@@ -134,12 +138,25 @@ class Connection:
         A full queue loses its events to one `resync` (followed by this newest event), except
         those marked `keep` (log data, of which each follow has at most one queued).
         """
+        if self._closing:
+            return
         if len(self.events) >= self.server.queue_limit:
             kept = [e for e in self.events if e[2]]
             self.events.clear()
             self.events.extend(kept)
             self.events.append(("resync", RESYNC, False))
+            self._event_bytes = sum(len(e[1]) for e in self.events)
         self.events.append((kind, data, keep))
+        self._event_bytes += len(data)
+        unread = self._event_bytes + self.channel.queued()
+        if unread > self.server.output_budget:
+            self.server.throttled.warning(f"budget {self.peer.uid if self.peer else '?'}",
+                                          f"disconnecting {self.describe()}: {unread} bytes of events and "
+                                          f"replies unread (budget {self.server.output_budget})")
+            self.events.clear()
+            self._event_bytes = 0
+            self.abort()
+            return
         self._idle.clear()
         self._ready.set()
         if self._pump is None and not self._closing:
@@ -158,13 +175,17 @@ class Connection:
                 self._ready.clear()
                 if not self.events or self._closing:
                     continue
-                lines = []
-                for kind, data, _ in self.events:
+                lines, size = [], 0
+                while self.events and (not lines or size < EVENT_BATCH):
+                    kind, data, _ = self.events.popleft()
+                    self._event_bytes -= len(data)
                     self.seq += 1
                     lines.append(event_line(kind, self.seq, data))
-                self.events.clear()
+                    size += len(lines[-1])
                 await self.write(b"".join(lines))
-                if not self.events:
+                if self.events:
+                    self._ready.set()
+                else:
                     self._idle.set()
         except ConnectionClosed:
             pass

@@ -22,8 +22,14 @@ import pytest
 from flow.daemon.rpc.admission import Admission, Limits, Refused, Throttled
 from flow.daemon.rpc.logsafe import loggable
 
+from . import serverharness
 from .conftest import Flowd, make_flowd
+from .serverharness import Client
 from .test_flowd_process import hello_status, wait_until
+from .test_server_robustness import burst
+
+make_live = serverharness.make_live
+close_clients = serverharness.close_clients
 
 NOBODY = 65534
 FD_LIMIT = 1024
@@ -237,3 +243,25 @@ def test_throttled_says_a_warning_once_per_interval_with_the_count(caplog: pytes
         assert throttled.warning("emfile", "cannot accept")
     assert [r.getMessage() for r in caplog.records] == [
         "cannot accept", "something else", "cannot accept (500 more like this in the last 11 s)"]
+
+
+def test_a_subscriber_over_its_byte_budget_is_disconnected_once_and_others_carry_on(make_live, caplog):
+    """Events waiting for a client count against max_client_buffer with the replies: a subscriber
+    that never reads is cut off at the budget instead of holding up to queue_limit events."""
+    server = make_live(queue_limit=100_000)
+    server.server.output_budget = 256 * 1024
+    stuck = Client(server.path)
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.result("subscribe")
+    other = Client(server.path)
+    with caplog.at_level(logging.WARNING, "flow.server"):
+        server.call(burst, server.server, 3000)  # 3 MB of events
+        assert other.result("status")["pid"] == os.getpid()
+    stuck.sock.settimeout(5)
+    received = 0
+    while stuck.recv() is not None:
+        received += 1
+    assert 0 < received < 1000, received
+    cut = [r.getMessage() for r in caplog.records if "unread (budget 262144)" in r.getMessage()]
+    assert len(cut) == 1, cut
+    assert server.call(lambda: len(server.server.connections)) == 1  # only `other` is left
