@@ -292,6 +292,7 @@ class Server:
             "db": str(engine.store.url),
             "socket": self.socket_path,
             "dags_folder": self.settings.dags_folder,
+            "connections": {"pending": self.admission.pending_count, "open": self.admission.active_count},
         }
 
     # -- connections ------------------------------------------------------------------------

@@ -265,3 +265,22 @@ def test_a_subscriber_over_its_byte_budget_is_disconnected_once_and_others_carry
     cut = [r.getMessage() for r in caplog.records if "unread (budget 262144)" in r.getMessage()]
     assert len(cut) == 1, cut
     assert server.call(lambda: len(server.server.connections)) == 1  # only `other` is left
+
+
+def test_limits_that_do_not_fit_the_descriptor_limit_shrink_with_one_warning(monkeypatch, caplog):
+    from flow.daemon import server
+
+    monkeypatch.setattr(server.resource, "getrlimit", lambda which: (512, 512))
+    monkeypatch.setattr(server.resource, "setrlimit", lambda which, pair: pytest.fail("the hard limit is reached"))
+    with caplog.at_level(logging.WARNING, "flow.server"):
+        fitted = server.fit_to_descriptors(Limits())
+    assert fitted.descriptors <= 512 - server.FD_HEADROOM and fitted.reserve == Limits().reserve
+    assert fitted.pending_per_uid <= fitted.pending_total and fitted.active_per_uid <= fitted.active_total
+    assert [r.getMessage() for r in caplog.records if "too small" in r.getMessage()] == [
+        f"the file-descriptor limit (512) is too small for the connection limits; using max_pending_connections = "
+        f"{fitted.pending_total} and max_connections = {fitted.active_total} (raise LimitNOFILE= to restore them)"]
+    raised: list[tuple[int, int]] = []
+    monkeypatch.setattr(server.resource, "getrlimit", lambda which: (256, 4096))
+    monkeypatch.setattr(server.resource, "setrlimit", lambda which, pair: raised.append(pair))
+    assert server.fit_to_descriptors(Limits()) == Limits()  # the soft limit is raised instead
+    assert raised == [(Limits().descriptors + server.FD_HEADROOM, 4096)]
