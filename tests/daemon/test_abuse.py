@@ -284,3 +284,25 @@ def test_limits_that_do_not_fit_the_descriptor_limit_shrink_with_one_warning(mon
     monkeypatch.setattr(server.resource, "setrlimit", lambda which, pair: raised.append(pair))
     assert server.fit_to_descriptors(Limits()) == Limits()  # the soft limit is raised instead
     assert raised == [(Limits().descriptors + server.FD_HEADROOM, 4096)]
+
+
+def test_out_of_descriptors_accept_backs_off_logs_once_and_recovers(flowd: Flowd):
+    """EMFILE while connections wait: no busy loop, one log line per interval, back as soon as
+    descriptors are free again."""
+    start_limited(flowd)
+    proc = psutil.Process(flowd.proc.pid)
+    proc.rlimit(psutil.RLIMIT_NOFILE, (proc.num_fds() + 3, FD_LIMIT))
+    attacker = Attacker("pending", "100", flowd.socket_path)
+    try:
+        wait_until(lambda: "cannot accept connections" in flowd.stderr(), 10, "the accept failure in the log")
+        cpu = proc.cpu_times()
+        time.sleep(3)  # accept keeps failing meanwhile
+        used = sum(proc.cpu_times()[:2]) - sum(cpu[:2])
+        assert used < 1.5, f"flowd spun on accept: {used:.2f} s of CPU in 3 s"
+        proc.rlimit(psutil.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+    finally:
+        attacker.release()
+    assert hello_status(flowd.socket_path, timeout=10)["pid"] == flowd.proc.pid
+    lines = [line for line in flowd.stderr().splitlines() if "cannot accept connections" in line]
+    assert len(lines) == 1, lines
+    assert "Too many open files" in lines[0]
