@@ -130,7 +130,7 @@ import pendulum
 from flow import DAG
 from flow.operators import BashOperator
 with DAG("biglog", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
-    BashOperator(task_id="big", bash_command="yes 'a log line of flowd under abuse, padded to eighty chars..' | head -c 24000000")
+    BashOperator(task_id="big", bash_command="yes 'a log line of flowd under abuse, padded to eighty chars..' | head -c 12000000")
 """
 
 
@@ -148,10 +148,9 @@ def call(path: str, method: str, **params: object) -> dict:
 
 def big_log_run(f: Flowd) -> str:
     f.add_dag("biglog.py", BIG_LOG_DAG)
-    wait_until(lambda: "biglog" in f.cli("dags", "list").stdout, 30, "the DAG to load")
-    out = f.cli("dags", "trigger", "biglog")
-    assert out.returncode == 0, out.stderr
-    run_id = out.stdout.strip().split()[-1]
+    wait_until(lambda: "biglog" in {d["dag_id"] for d in call(f.socket_path, "dags.list")["dags"]}, 30,
+               "the DAG to load")
+    run_id = call(f.socket_path, "dags.trigger", dag_id="biglog")["run"]["run_id"]
     wait_until(lambda: call(f.socket_path, "runs.get", dag_id="biglog", run_id=run_id)["run"]["state"]
                == "success", 60, "the run with the big log to succeed")
     return run_id

@@ -20,6 +20,7 @@ import pytest
 from flow.daemon.service.journal import JournalHandler, journal_wanted
 
 from .conftest import make_flowd
+from .test_abuse import call
 from .test_flowd_process import wait_until
 
 
@@ -162,10 +163,9 @@ def test_a_real_flowds_task_failure_line_has_its_fields_and_priority(journal: Fa
         f.env.update(INVOCATION_ID="0123456789abcdef", FLOW_JOURNAL_SOCKET=journal.path)
         f.add_dag("flaky.py", FAILING_DAG)
         f.start()
-        wait_until(lambda: "flaky" in f.cli("dags", "list").stdout, 30, "the DAG to load")
-        out = f.cli("dags", "trigger", "flaky")
-        assert out.returncode == 0, out.stderr
-        run_id = out.stdout.strip().split()[-1]
+        wait_until(lambda: "flaky" in {d["dag_id"] for d in call(f.socket_path, "dags.list")["dags"]}, 30,
+                   "the DAG to load")
+        run_id = call(f.socket_path, "dags.trigger", dag_id="flaky")["run"]["run_id"]
 
         def failure() -> dict[str, str] | None:
             return next((e for e in journal.entries if e.get("TASK_ID") == "boom" and e["PRIORITY"] == "3"), None)

@@ -3,7 +3,6 @@ node_exporter textfile, and read back with prometheus_client's own parsers."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import urllib.error
@@ -15,6 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import Flowd, make_flowd
+from .test_abuse import call
 from .test_flowd_process import wait_until
 
 DAGS = {
@@ -42,18 +42,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(path: str, method: str, **params: object) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(path)
-        fh = s.makefile("rwb")
-        fh.write(b'{"hello": {"protocol": 1, "client": "test"}}\n'
-                 + json.dumps({"id": 1, "method": method, "params": params}).encode() + b"\n")
-        fh.flush()
-        fh.readline()
-        return json.loads(fh.readline())["result"]
-
-
 def samples(text: str, parse=text_string_to_metric_families) -> dict[tuple[str, tuple], float]:
     """{(sample name, sorted labels): value} of a whole exposition."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in parse(text) for s in family.samples}
@@ -75,9 +63,7 @@ def flowd(tmp_path: Path):
 
 
 def finished(f: Flowd, dag_id: str) -> str:
-    out = f.cli("dags", "trigger", dag_id)
-    assert out.returncode == 0, out.stderr
-    run_id = out.stdout.strip().split()[-1]
+    run_id = call(f.socket_path, "dags.trigger", dag_id=dag_id)["run"]["run_id"]
     wait_until(lambda: call(f.socket_path, "runs.get", dag_id=dag_id, run_id=run_id)["run"]["state"]
                in ("success", "failed"), 60, f"the run of {dag_id} to finish")
     return run_id
