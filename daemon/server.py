@@ -77,7 +77,8 @@ def _answering_pid(path: str) -> int | None:
         probe.close()
 
 
-def _give_to_group(path: str, group_name: str) -> None:
+def give_to_group(path: str, group_name: str) -> None:
+    """chgrp `path` to the group, where flowd may (root, or a member of it); silently not otherwise."""
     group = lookup_group(group_name)
     if group is None:
         return
@@ -129,7 +130,7 @@ def bind_socket(path: str, operator_group: str) -> tuple[socket.socket, int]:
         finally:
             os.umask(old)
         os.chmod(tmp, 0o666)
-        _give_to_group(tmp, operator_group)
+        give_to_group(tmp, operator_group)
         sock.listen(128)
         os.rename(tmp, path)
         ino = os.stat(path).st_ino

@@ -67,9 +67,11 @@ def parse_listen(value: str) -> Address:
 class Exporter:
     """The HTTP endpoint; `start` binds, `stop` closes; `address` says where it listens."""
 
-    def __init__(self, registry: CollectorRegistry, listen: str) -> None:
+    def __init__(self, registry: CollectorRegistry, listen: str, *, group: str = "") -> None:
         self.registry = registry
         self.listen = parse_listen(listen)
+        self.group = group
+        """Who may scrape a Unix-socket endpoint (mode 0660): this group (flowd's viewer group)."""
         self.address = self.listen
         self._server: asyncio.AbstractServer | None = None
         self._slots = asyncio.Semaphore(MAX_SCRAPES)
@@ -80,6 +82,11 @@ class Exporter:
                 with suppress(FileNotFoundError):
                     os.unlink(self.listen.path)
                 self._server = await asyncio.start_unix_server(self._handle, path=self.listen.path, limit=HEAD_LIMIT)
+                os.chmod(self.listen.path, 0o660)
+                if self.group:
+                    from ..server import give_to_group
+
+                    give_to_group(self.listen.path, self.group)
             else:
                 self._server = await asyncio.start_server(self._handle, self.listen.host, self.listen.port,
                                                           limit=HEAD_LIMIT)
@@ -189,7 +196,8 @@ class MetricsService:
         disable_created_metrics()  # `_created` series double the output and no dashboard reads them
         self.settings = settings
         self.metrics = Metrics(engine, server)
-        self.exporter = Exporter(self.metrics.registry, settings.metrics_listen) if settings.metrics_listen else None
+        self.exporter = (Exporter(self.metrics.registry, settings.metrics_listen, group=settings.viewer_group)
+                         if settings.metrics_listen else None)
         self._textfile: asyncio.Task[None] | None = None
 
     @property

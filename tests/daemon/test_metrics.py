@@ -3,6 +3,7 @@ node_exporter textfile, and read back with prometheus_client's own parsers."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import urllib.error
@@ -128,6 +129,7 @@ def test_metrics_on_a_unix_socket_and_a_bad_address_is_one_line(tmp_path: Path):
         path = str(Path(f.socket_path).parent / "metrics.sock")
         f.env.update(FLOW_METRICS_LISTEN=f"unix:{path}")
         f.start()
+        assert os.stat(path).st_mode & 0o777 == 0o660  # scrapers in the viewer group, not every local user
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(10)
             s.connect(path)
