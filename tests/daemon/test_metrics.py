@@ -122,6 +122,14 @@ def test_a_scrape_counts_runs_tries_and_delays_of_real_runs(flowd: Flowd):
     assert err.value.code == 404
     assert call(flowd.socket_path, "status")["pid"] == flowd.proc.pid
 
+    last = got[("flow_dag_last_success_timestamp_seconds", (("dag_id", "good"),))]
+    assert flowd.stop() == 0
+    flowd.start()  # counters start again from 0; the last success is read back from the database
+    again = samples(scrape(flowd.url)[0])
+    assert again[("flow_task_tries_started_total", ())] == 0
+    # the live value is when flowd saw the success, the stored one the tick's time: a busy tick apart
+    assert again[("flow_dag_last_success_timestamp_seconds", (("dag_id", "good"),))] == pytest.approx(last, abs=30)
+
 
 def test_metrics_on_a_unix_socket_and_a_bad_address_is_one_line(tmp_path: Path):
     f = make_flowd(tmp_path)
