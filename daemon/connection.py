@@ -182,7 +182,10 @@ class Connection:
                     self.seq += 1
                     lines.append(event_line(kind, self.seq, data))
                     size += len(lines[-1])
-                await self.write(b"".join(lines))
+                del data
+                self.send(b"".join(lines))
+                del lines  # the transport has its copy; waiting must not hold a second one
+                await self.drain()
                 if self.events:
                     self._ready.set()
                 else:
