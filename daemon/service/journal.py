@@ -134,6 +134,10 @@ def journal_handler(environ: Mapping[str, str] | None = None,
     """
     env = os.environ if environ is None else environ
     path = env.get("FLOW_JOURNAL_SOCKET") or JOURNAL_SOCKET
-    if not journal_wanted(env, sys.stderr.fileno(), path):
+    try:
+        stderr_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no stderr at all
+        stderr_fd = -1
+    if not journal_wanted(env, stderr_fd, path):
         return None
     return JournalHandler(path, fallback=fallback)
