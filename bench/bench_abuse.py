@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def main() -> None:
             attacker.kill()
         flowd.terminate()
         flowd.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
