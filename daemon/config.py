@@ -84,6 +84,23 @@ class Settings:
     ("10%" of the total, or a size such as "2GiB"); empty turns it off."""
     connections_file: str = ""
     """SSH connections (connections.toml); by default beside the configuration file."""
+    max_pending_connections: int = 64
+    """Socket connections that have not said hello yet, from all users together."""
+    max_pending_per_user: int = 16
+    max_connections: int = 256
+    """Socket connections past the hello, from all users together."""
+    max_connections_per_user: int = 64
+    connection_reserve: int = 16
+    """Room above both totals kept for root and flowd's own user, so `flow status` by root answers."""
+    hello_timeout: float = 5.0
+    """Seconds a new connection has to send its hello."""
+    max_client_buffer: int = 8 * 1024 * 1024
+    """Bytes of unread replies and events one connection may hold in flowd before it is cut off."""
+    metrics_listen: str = ""
+    """Prometheus endpoint: "127.0.0.1:9464" or "unix:/run/flowd/metrics.sock"; empty: off."""
+    metrics_textfile: str = ""
+    """node_exporter textfile (e.g. /var/lib/node_exporter/textfile/flowd.prom); empty: off."""
+    metrics_textfile_interval: float = 15.0
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     notifiers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """[notifiers.NAME] tables, validated (daemon/notifyconf.py); never printed with their secrets."""
@@ -109,6 +126,16 @@ class Settings:
         "sample_interval": "FLOW_SAMPLE_INTERVAL",
         "min_free_memory": "FLOW_MIN_FREE_MEMORY",
         "connections_file": "FLOW_CONNECTIONS",
+        "max_pending_connections": "FLOW_MAX_PENDING_CONNECTIONS",
+        "max_pending_per_user": "FLOW_MAX_PENDING_PER_USER",
+        "max_connections": "FLOW_MAX_CONNECTIONS",
+        "max_connections_per_user": "FLOW_MAX_CONNECTIONS_PER_USER",
+        "connection_reserve": "FLOW_CONNECTION_RESERVE",
+        "hello_timeout": "FLOW_HELLO_TIMEOUT",
+        "max_client_buffer": "FLOW_MAX_CLIENT_BUFFER",
+        "metrics_listen": "FLOW_METRICS_LISTEN",
+        "metrics_textfile": "FLOW_METRICS_TEXTFILE",
+        "metrics_textfile_interval": "FLOW_METRICS_TEXTFILE_INTERVAL",
     }
 
     def as_dict(self) -> dict[str, Any]:
@@ -255,6 +282,8 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
     settings.log_folder = str(Path(settings.log_folder).expanduser().absolute())
     settings.socket_path = str(Path(settings.socket_path).expanduser().absolute())
     settings.connections_file = str(Path(settings.connections_file).expanduser().absolute())
+    if settings.metrics_textfile:
+        settings.metrics_textfile = str(Path(settings.metrics_textfile).expanduser().absolute())
     if settings.stop_mode not in ("adopt", "kill"):
         raise ConfigError(f"setting stop_mode = {settings.stop_mode!r} from {sources['stop_mode']}: "
                           "expected 'adopt' (running tasks carry on and are adopted) or 'kill'")

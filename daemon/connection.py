@@ -2,7 +2,9 @@
 
 Replies and events share the socket; each is written whole with one write call, so they
 interleave only at message boundaries. Writes wait for the client with a timeout, so a client
-that stops reading is cut off instead of holding memory or a task forever.
+that stops reading is cut off instead of holding memory or a task forever. The next request is
+read only once the last reply has drained (backpressure), and unread output past the byte budget
+disconnects the client: what a connection costs flowd is bounded whatever the client does.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from flow.protocol import (
 from .handlers import HANDLERS, Call
 from .ops import EngineError
 from .peer import Peer, forbidden_message
+from .rpc.admission import Refused, Ticket
+from .rpc.channel import Channel, Closed, LineTooLong, OverBudget
+from .rpc.logsafe import loggable
 
 if TYPE_CHECKING:
     from .server import Server
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("flow.server")
 
 RESYNC = dumps({"reason": "client fell behind"})
+EVENT_BATCH = 256 * 1024
+"""Event bytes written at once; the rest waits in the queue, where the budget counts it."""
 
 
 class ConnectionClosed(Exception):
@@ -49,10 +56,11 @@ class ConnectionClosed(Exception):
 class Connection:
     """Lives as long as the client stays connected; `serve` is its whole life."""
 
-    def __init__(self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: Server, channel: Channel, ticket: Ticket | None = None) -> None:
         self.server = server
-        self.reader = reader
-        self.writer = writer
+        self.channel = channel
+        self.ticket = ticket
+        """Its place in the server's connection counts; None when admission is not in use."""
         self.peer: Peer | None = None
         self.task: asyncio.Task[Any] | None = None
         self.topics: frozenset[str] | None = None
@@ -60,6 +68,8 @@ class Connection:
         self.seq = 0
         """The seq of the last event written to this client."""
         self.events: deque[tuple[str, bytes, bool]] = deque()
+        self._event_bytes = 0
+        """Bytes of the queued events: with the channel's queue, what counts against the budget."""
         self.follows: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
@@ -70,29 +80,49 @@ class Connection:
     def describe(self) -> str:
         if self.peer is None:
             return "a client"
-        return f"{self.peer.user} (uid {self.peer.uid}, pid {self.peer.pid})"
+        return f"{loggable(self.peer.user)} (uid {self.peer.uid}, pid {self.peer.pid})"
 
     # -- writing ----------------------------------------------------------------------------
 
     async def write(self, data: bytes) -> None:
         """Write and wait until the client has taken it, at most write_timeout seconds."""
-        if self._closing or self.writer.is_closing():
+        self.send(data)
+        del data  # the transport holds its own copy now; a stalled client must not cost two
+        await self.drain()
+
+    def send(self, data: bytes) -> None:
+        """Queue `data` without waiting; raises ConnectionClosed (over budget: after one warning)."""
+        if self._closing:
             raise ConnectionClosed()
-        self.writer.write(data)
         try:
-            async with asyncio.timeout(self.server.write_timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            log.warning("disconnecting %s: it has not read for %.0f s", self.describe(), self.server.write_timeout)
+            self.channel.write(data)
+        except Closed:
             self.abort()
             raise ConnectionClosed() from None
-        except (ConnectionError, OSError):
+        except OverBudget as exc:
+            self.server.throttled.warning(f"budget {self.peer.uid if self.peer else '?'}",
+                                          f"disconnecting {self.describe()}: {exc}")
+            self.abort()
+            raise ConnectionClosed() from None
+
+    async def drain(self) -> None:
+        """Until the client has taken what is queued, at most write_timeout seconds."""
+        try:
+            async with asyncio.timeout(self.server.write_timeout):
+                await self.channel.drain()
+        except TimeoutError:
+            self.server.throttled.warning(f"stalled {self.peer.uid if self.peer else '?'}",
+                                          f"disconnecting {self.describe()}: it has not read for "
+                                          f"{self.server.write_timeout:.0f} s")
+            self.abort()
+            raise ConnectionClosed() from None
+        except (Closed, ConnectionError, OSError):
             self.abort()
             raise ConnectionClosed() from None
 
     def abort(self) -> None:
         self._closing = True
-        self.writer.transport.abort()
+        self.channel.abort()
 
     # -- events -----------------------------------------------------------------------------
 
@@ -108,12 +138,25 @@ class Connection:
         A full queue loses its events to one `resync` (followed by this newest event), except
         those marked `keep` (log data, of which each follow has at most one queued).
         """
+        if self._closing:
+            return
         if len(self.events) >= self.server.queue_limit:
             kept = [e for e in self.events if e[2]]
             self.events.clear()
             self.events.extend(kept)
             self.events.append(("resync", RESYNC, False))
+            self._event_bytes = sum(len(e[1]) for e in self.events)
         self.events.append((kind, data, keep))
+        self._event_bytes += len(data)
+        unread = self._event_bytes + self.channel.queued()
+        if unread > self.server.output_budget:
+            self.server.throttled.warning(f"budget {self.peer.uid if self.peer else '?'}",
+                                          f"disconnecting {self.describe()}: {unread} bytes of events and "
+                                          f"replies unread (budget {self.server.output_budget})")
+            self.events.clear()
+            self._event_bytes = 0
+            self.abort()
+            return
         self._idle.clear()
         self._ready.set()
         if self._pump is None and not self._closing:
@@ -132,13 +175,20 @@ class Connection:
                 self._ready.clear()
                 if not self.events or self._closing:
                     continue
-                lines = []
-                for kind, data, _ in self.events:
+                lines, size = [], 0
+                while self.events and (not lines or size < EVENT_BATCH):
+                    kind, data, _ = self.events.popleft()
+                    self._event_bytes -= len(data)
                     self.seq += 1
                     lines.append(event_line(kind, self.seq, data))
-                self.events.clear()
-                await self.write(b"".join(lines))
-                if not self.events:
+                    size += len(lines[-1])
+                del data
+                self.send(b"".join(lines))
+                del lines  # the transport has its copy; waiting must not hold a second one
+                await self.drain()
+                if self.events:
+                    self._ready.set()
+                else:
                     self._idle.set()
         except ConnectionClosed:
             pass
@@ -161,16 +211,9 @@ class Connection:
     async def _read_line(self) -> bytes | None:
         """The next line, None at end of stream; a line over MAX_LINE raises line_too_long."""
         try:
-            line = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
-            return None
-        except (asyncio.LimitOverrunError, ValueError):
-            raise ProtocolError("line_too_long", f"line is over the limit of {MAX_LINE} bytes") from None
-        except (ConnectionError, OSError):
-            return None
-        if len(line) - 1 > MAX_LINE:
-            raise ProtocolError("line_too_long", f"line of {len(line) - 1} bytes is over the limit of {MAX_LINE} bytes")
-        return line
+            return await self.channel.readline()
+        except LineTooLong as exc:
+            raise ProtocolError("line_too_long", str(exc)) from None
 
     async def _refuse(self, code: str, message: str, request_id: Any = None, *, with_id: bool = False) -> None:
         try:
@@ -181,7 +224,7 @@ class Connection:
     async def serve(self) -> None:
         settings = self.server.settings
         try:
-            self.peer = self.server.identify(self.writer.get_extra_info("socket"), settings.operator_group,
+            self.peer = self.server.identify(self.channel.extra("socket"), settings.operator_group,
                                              settings.viewer_group)
         except OSError as exc:
             log.warning("cannot read the credentials of a client: %s", exc)
@@ -201,7 +244,9 @@ class Connection:
             call = Call(self.server, self, self.peer)
             reply = await self._dispatch(line, call)
             try:
-                await self.write(reply)
+                self.send(reply)
+                del reply
+                await self.drain()  # the next request is read once this reply (and any events) drained
             except ConnectionClosed:
                 return
             for start in call.after_reply:
@@ -209,6 +254,7 @@ class Connection:
 
     async def _handshake(self) -> bool:
         settings = self.server.settings
+        self.channel.set_line_limit(self.server.hello_limit)
         try:
             async with asyncio.timeout(self.server.hello_timeout):
                 line = await self._read_line()
@@ -224,10 +270,19 @@ class Connection:
         peer = self.peer
         assert peer is not None
         if peer.role is None:
-            log.warning("refused %s (%s)", self.describe(), hello.get("client") or "unnamed client")
+            self.server.throttled.warning(f"forbidden {peer.uid}", f"refused {self.describe()} "
+                                          f"({loggable(hello.get('client') or 'unnamed client')})")
             await self._refuse("forbidden", forbidden_message(peer.user, peer.uid, settings.operator_group,
                                                               settings.viewer_group))
             return False
+        if self.ticket is not None:
+            try:
+                self.ticket.promote()
+            except Refused as exc:
+                self.server.throttled.warning(f"refused {exc.kind}", f"refused {self.describe()}: {exc}")
+                await self._refuse("too_many_connections", str(exc))
+                return False
+        self.channel.set_line_limit(MAX_LINE)
         reply = {"hello": {"protocol": PROTOCOL_VERSION, "server": f"flowd/{self.server.version}",
                            "pid": os.getpid(), "uid": peer.uid, "user": peer.user, "role": peer.role,
                            "max_line": MAX_LINE}}
@@ -262,7 +317,7 @@ class Connection:
             return encode(error_reply(code, str(exc), request_id))
         except Exception as exc:
             call.after_reply.clear()
-            log.exception("%s from %s failed", method, self.describe())
+            log.exception("%s from %s failed", loggable(method), self.describe())
             return encode(error_reply("internal", f"{method} failed: {type(exc).__name__}: {exc}", request_id))
 
     def _check_role(self, method: str, params: dict[str, Any]) -> None:
@@ -282,10 +337,7 @@ class Connection:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
-        try:
-            self.writer.close()
-            async with asyncio.timeout(1.0):
-                await self.writer.wait_closed()
-        except (TimeoutError, ConnectionError, OSError):
-            self.writer.transport.abort()
+        if self.ticket is not None:
+            self.ticket.release()
+        await self.channel.close()
 

@@ -88,11 +88,16 @@ class JournalFormatter(logging.Formatter):
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """Under systemd, entries with fields on the journal's native socket (stderr when it cannot take
+    one); else stderr, with "<N>" priority prefixes when stderr is a journal stream."""
+    from .service.journal import journal_handler
+
+    stream = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+        stream.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler: logging.Handler = journal_handler(fallback=stream) or stream
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -197,6 +202,7 @@ class Daemon:
         self.server: Any = None
         self.db_lock: Any = None
         self.watcher: Any = None
+        self.metrics: Any = None
         self.stopping = asyncio.Event()
         self._ready = False
         self._reloading = False
@@ -254,6 +260,13 @@ class Daemon:
         """Everything before READY=1: the store, recovery, the first parse, the socket."""
         from .server import Server, ServerError
 
+        if self.settings.metrics_listen:
+            from .monitor.exporter import ExporterError, parse_listen
+
+            try:
+                parse_listen(self.settings.metrics_listen)
+            except ExporterError as exc:
+                raise StartupError(str(exc)) from None
         self.open_engine()
         await self.rescan_all()
         self.server = Server(self.engine, self.settings, sock=self.sock)
@@ -263,7 +276,23 @@ class Daemon:
             raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.settings.socket_path}: {exc.strerror or exc}") from None
-        self.engine.listener = self.server.publish
+        from .service import outcomes
+
+        listeners = [self.server.publish, outcomes.observe]
+        if self.settings.metrics_listen or self.settings.metrics_textfile:
+            listeners.append(await self.start_metrics())
+        self.engine.listener = fan_out(listeners)
+
+    async def start_metrics(self) -> Callable[[str, dict[str, Any]], None]:
+        """Prometheus metrics (off by default): fed by the engine's events beside the socket server."""
+        from .monitor.exporter import ExporterError, MetricsService
+
+        self.metrics = MetricsService(self.engine, self.server, self.settings)
+        try:
+            await self.metrics.start()
+        except ExporterError as exc:
+            raise StartupError(str(exc)) from None
+        return self.metrics.observe
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -412,6 +441,9 @@ class Daemon:
                 await self.server.stop()
             except Exception:
                 log.exception("stopping the socket server failed")
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                await self.metrics.stop()
         if engine_task is not None:
             engine_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -424,6 +456,15 @@ class Daemon:
             self.db_lock.release()
         log.info("flowd stopped%s", f"; {running} task(s) left to the runner for the next flowd"
                  if running and self.settings.stop_mode == "adopt" else "")
+
+
+def fan_out(listeners: list[Callable[[str, dict[str, Any]], None]]) -> Callable[[str, dict[str, Any]], None]:
+    """One engine listener that hands every event to each of `listeners` in turn."""
+    def each(kind: str, payload: dict[str, Any]) -> None:
+        for listener in listeners:
+            listener(kind, payload)
+
+    return each
 
 
 def _version() -> str:
@@ -454,6 +495,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(render_settings(settings, mode=mode, config_file=path))
         sys.exit(0)
     setup_logging(settings.log_level)
+    from .service.memory import fix_heap_policy
+
+    fix_heap_policy()
     if sock is not None:
         name = sock.getsockname()
         settings.socket_path = name if isinstance(name, str) and name else settings.socket_path

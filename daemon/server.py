@@ -4,13 +4,19 @@ Everything runs on the engine's asyncio loop, so handlers call the engine direct
 is needed. A client can never slow flowd down: events go into a bounded queue per connection
 (dropped and replaced by one `resync` when it overflows), replies and events are written with a
 drain timeout, and a client that neither reads nor says hello is disconnected.
+
+The accept loop is flowd's own rather than asyncio's, so that every connection passes admission
+(rpc/admission.py) the moment it is accepted, and so that running out of file descriptors backs
+off and is logged once per interval instead of once per attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import resource
 import socket
 import stat
 import time
@@ -22,19 +28,27 @@ from typing import Any
 
 import psutil
 
-from flow.protocol import MAX_LINE, dumps
+from flow.protocol import dumps, encode, error_reply
 
 from .connection import Connection
 from .peer import Peer, identify, lookup_group, peer_credentials
+from .rpc.admission import Admission, Limits, Refused, Throttled
+from .rpc.channel import Channel
 
 __all__ = ["Server", "ServerError"]
 
 log = logging.getLogger("flow.server")
 
 QUEUE_LIMIT = 1000
-HELLO_TIMEOUT = 10.0
 WRITE_TIMEOUT = 60.0
 LAG_PERIOD = 0.5
+HELLO_LIMIT = 16 * 1024
+"""Bytes a client may send before its hello is complete (a real hello is under 100)."""
+FD_HEADROOM = 256
+"""File descriptors kept for everything but clients: the database, task logs, the runner's pipes."""
+ACCEPT_BACKOFF = (0.05, 1.0)
+"""First and longest pause after accept() fails for want of descriptors or memory."""
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def flow_version() -> str:
@@ -63,7 +77,8 @@ def _answering_pid(path: str) -> int | None:
         probe.close()
 
 
-def _give_to_group(path: str, group_name: str) -> None:
+def give_to_group(path: str, group_name: str) -> None:
+    """chgrp `path` to the group, where flowd may (root, or a member of it); silently not otherwise."""
     group = lookup_group(group_name)
     if group is None:
         return
@@ -115,7 +130,7 @@ def bind_socket(path: str, operator_group: str) -> tuple[socket.socket, int]:
         finally:
             os.umask(old)
         os.chmod(tmp, 0o666)
-        _give_to_group(tmp, operator_group)
+        give_to_group(tmp, operator_group)
         sock.listen(128)
         os.rename(tmp, path)
         ino = os.stat(path).st_ino
@@ -139,13 +154,13 @@ class Server:
     """The socket server flowd's main starts; `publish` is the engine's listener."""
 
     def __init__(self, engine: Any, settings: Any, *, sock: socket.socket | None = None,
-                 queue_limit: int = QUEUE_LIMIT, hello_timeout: float = HELLO_TIMEOUT,
+                 queue_limit: int = QUEUE_LIMIT, hello_timeout: float | None = None,
                  write_timeout: float = WRITE_TIMEOUT, follow_interval: float = 0.2) -> None:
         self.engine = engine
         self.settings = settings
         self.published = 0
         self.queue_limit = queue_limit
-        self.hello_timeout = hello_timeout
+        self.hello_timeout = settings.hello_timeout if hello_timeout is None else hello_timeout
         self.write_timeout = write_timeout
         self.follow_interval = follow_interval
         self.connections: set[Connection] = set()
@@ -156,13 +171,19 @@ class Server:
         self._sock = sock
         self._activated = sock is not None
         self._bound: tuple[str, int] | None = None
-        self._server: asyncio.AbstractServer | None = None
         self._lag_task: asyncio.Task[None] | None = None
         self._started = time.monotonic()
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first reading is meaningless; start the interval now
         self.identify: Callable[..., Peer] = identify
         """How a connection learns who its peer is (tests swap in fake group tables)."""
+        self.hello_limit = HELLO_LIMIT
+        self.output_budget = settings.max_client_buffer
+        self.throttled = Throttled(log)
+        """Warnings a client can provoke at will go through this, once per interval per kind."""
+        self.admission = Admission(fit_to_descriptors(limits_from(settings)), privileged=self._privileged)
+        self._accepter: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def socket_path(self) -> str:
@@ -176,20 +197,23 @@ class Server:
         if self._sock is None:
             self._sock, ino = bind_socket(self.settings.socket_path, self.settings.operator_group)
             self._bound = (self.settings.socket_path, ino)
-        self._server = await asyncio.start_unix_server(self._accept, sock=self._sock, limit=MAX_LINE + 1)
+        self._sock.setblocking(False)
+        self._accepter = asyncio.create_task(self._accept_loop(self._sock), name="flowd-accept")
         self._lag_task = asyncio.create_task(self._measure_lag(), name="flowd-loop-lag")
         log.info("listening on %s", self.socket_path)
 
     async def stop(self) -> None:
         """Stop accepting, close every client, and remove the socket file if this server made it."""
-        if self._server is not None:
-            self._server.close()
+        if self._accepter is not None:
+            self._accepter.cancel()
+            await asyncio.gather(self._accepter, return_exceptions=True)
+            self._accepter = None
         if self._lag_task is not None:
             self._lag_task.cancel()
         conns = list(self.connections)
         for conn in conns:
             conn.abort()
-        tasks = [c.task for c in conns if c.task is not None and c.task is not asyncio.current_task()]
+        tasks = [t for t in self._handlers if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         waiting = [*tasks, *([self._lag_task] if self._lag_task else [])]
@@ -197,9 +221,8 @@ class Server:
             _, stuck = await asyncio.wait(waiting, timeout=10.0)
             for task in stuck:
                 log.warning("a connection task did not stop: %r", task)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        if self._sock is not None and not self._activated:
+            self._sock.close()
         if self._bound is not None:
             unlink_if_ours(*self._bound)
             self._bound = None
@@ -270,12 +293,65 @@ class Server:
             "db": str(engine.store.url),
             "socket": self.socket_path,
             "dags_folder": self.settings.dags_folder,
+            "connections": {"pending": self.admission.pending_count, "open": self.admission.active_count},
         }
 
     # -- connections ------------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(self, reader, writer)
+    def _privileged(self, uid: int) -> bool:
+        return uid == 0 or uid == os.geteuid()
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        pause = ACCEPT_BACKOFF[0]
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    self.throttled.warning("accept", f"accepting a connection failed: {exc}")
+                    await asyncio.sleep(ACCEPT_BACKOFF[0])
+                    continue
+                self.throttled.warning("accept resources", f"cannot accept connections: {exc.strerror} "
+                                       f"({self.admission.pending_count} pending, {self.admission.active_count} "
+                                       f"open); backing off up to {ACCEPT_BACKOFF[1]:g} s")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, ACCEPT_BACKOFF[1])
+                continue
+            pause = ACCEPT_BACKOFF[0]
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        """Count the newcomer in, or refuse it at once with a typed error and close it."""
+        sock.setblocking(False)
+        try:
+            _, uid, _ = peer_credentials(sock)
+            ticket = self.admission.enter(uid)
+        except Refused as exc:
+            self.throttled.warning(f"refused {exc.kind}", f"refused a connection from uid {uid}: {exc}")
+            with suppress(OSError):
+                sock.send(encode(error_reply("too_many_connections", str(exc), with_id=False)))
+            sock.close()
+            return
+        except OSError as exc:
+            self.throttled.warning("credentials", f"cannot read the credentials of a client: {exc}")
+            sock.close()
+            return
+        task = asyncio.create_task(self._serve(sock, ticket), name="flowd-connection")
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _serve(self, sock: socket.socket, ticket: Any) -> None:
+        loop = asyncio.get_running_loop()
+        channel = Channel(line_limit=self.hello_limit, budget=self.output_budget)
+        try:
+            await loop.connect_accepted_socket(lambda: channel, sock)
+        except OSError as exc:
+            ticket.release()
+            sock.close()
+            self.throttled.warning("attach", f"cannot serve a connection: {exc}")
+            return
+        conn = Connection(self, channel, ticket)
         conn.task = asyncio.current_task()
         self.connections.add(conn)
         try:
@@ -287,3 +363,38 @@ class Server:
         finally:
             self.connections.discard(conn)
             await conn.close()
+
+
+def limits_from(settings: Any) -> Limits:
+    return Limits(pending_total=settings.max_pending_connections, pending_per_uid=settings.max_pending_per_user,
+                  active_total=settings.max_connections, active_per_uid=settings.max_connections_per_user,
+                  reserve=settings.connection_reserve)
+
+
+def fit_to_descriptors(limits: Limits) -> Limits:
+    """The limits, made to fit flowd's file-descriptor limit with FD_HEADROOM to spare.
+
+    The soft limit is raised towards the hard one when the limits need it (systemd's default soft
+    limit is 1024 for compatibility with select(); flowd uses epoll); when even the hard limit is
+    too small, the totals shrink and one warning says so.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = limits.descriptors + FD_HEADROOM
+    if want > soft and (hard == resource.RLIM_INFINITY or hard > soft):
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    room = soft - FD_HEADROOM - 2 * limits.reserve
+    if limits.pending_total + limits.active_total <= room:
+        return limits
+    share = max(2, room) / (limits.pending_total + limits.active_total)
+    fitted = Limits(pending_total=max(1, int(limits.pending_total * share)),
+                    pending_per_uid=max(1, min(limits.pending_per_uid, int(limits.pending_total * share))),
+                    active_total=max(1, int(limits.active_total * share)),
+                    active_per_uid=max(1, min(limits.active_per_uid, int(limits.active_total * share))),
+                    reserve=limits.reserve)
+    log.warning("the file-descriptor limit (%d) is too small for the connection limits; using "
+                "max_pending_connections = %d and max_connections = %d (raise LimitNOFILE= to restore them)",
+                soft, fitted.pending_total, fitted.active_total)
+    return fitted

@@ -25,7 +25,7 @@ EVENT_TOPICS = ("ti", "run", "dag", "dags")
 
 ERROR_CODES = frozenset({
     "parse_error", "invalid_request", "unknown_method", "invalid_params", "not_found", "conflict",
-    "forbidden", "line_too_long", "unsupported_version", "internal",
+    "forbidden", "line_too_long", "unsupported_version", "internal", "too_many_connections",
 })
 
 ROLES = ("viewer", "operator")

@@ -302,4 +302,4 @@ def test_a_client_that_stops_reading_is_disconnected(make_live):
 
 def test_every_error_code_is_known_to_the_protocol():
     assert {"parse_error", "invalid_request", "unknown_method", "invalid_params", "not_found", "conflict",
-            "forbidden", "line_too_long", "unsupported_version", "internal"} == ERROR_CODES
+            "forbidden", "line_too_long", "unsupported_version", "internal", "too_many_connections"} == ERROR_CODES

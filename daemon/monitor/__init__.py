@@ -1,0 +1,1 @@
+"""What flowd tells the tools sysadmins already run: Prometheus metrics."""

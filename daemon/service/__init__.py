@@ -1,0 +1,1 @@
+"""flowd as a systemd service: logging to the journal."""
