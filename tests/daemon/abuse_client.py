@@ -8,18 +8,33 @@ COUNT-kB client name full of control characters). Prints one JSON line of what i
 connections until a line comes on stdin, closes them and prints "done".
 """
 import json
+import resource
 import socket
 import sys
+import time
+
+# The attacker may hold more sockets than a default soft limit of 1024 allows; the hard limit is its own.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(_hard, 65536) if _hard != resource.RLIM_INFINITY else 65536, _hard))
 
 mode, count, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 socks, errors, refused, closed = [], 0, 0, 0
 
 def connect():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(path)
-    return s
+    """A connection, waiting (up to 5 s) while flowd's listen backlog is full, as a patient attacker would."""
+    deadline = time.monotonic() + 5
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            s.connect(path)
+            return s
+        except BlockingIOError:  # EAGAIN: the backlog is full for now
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
 
 def frame(s, wait):
     """The first line flowd sent (b"" if it closed, None if nothing came within `wait`)."""
