@@ -250,6 +250,8 @@ class Runner:
     # -- output -----------------------------------------------------------------------------
 
     def _on_pipe(self, t: _Try, fd: int) -> None:
+        if fd not in t.pipes:
+            return
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
