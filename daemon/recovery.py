@@ -16,6 +16,7 @@ an upgrade or a restart the record tells how a try ended. For a try still in fli
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -69,6 +70,15 @@ def pid_from_log(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _remove_rings(status_file: str) -> None:
+    """A runner that died without an exit record leaves its ring file (`<log>.tail.<pid>`) behind."""
+    for ring in glob.glob(glob.escape(status_file.removesuffix(".status.json")) + ".tail.*"):
+        try:
+            os.unlink(ring)
+        except OSError:
+            pass
+
+
 class Orphan:
     """A try started by an earlier flowd that this one follows to its end."""
 
@@ -92,6 +102,7 @@ class Orphan:
                 return None
             result = TaskResult(ref=ref, pid=self.pid, ok=False,
                                 error="lost: its process ended while flowd was down and left no exit record")
+            _remove_rings(self.status_file)
         result.ref = ref
         if self.kill_reason and not result.killed:
             result.killed = self.kill_reason
