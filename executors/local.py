@@ -132,6 +132,11 @@ class LocalExecutor:
     def running(self) -> int:
         return len(self._running)
 
+    def tags(self) -> dict[str, str]:
+        """ref -> FLOW_TRY tag of every try in flight: how the resource monitor finds what a try
+        started outside its session."""
+        return {ref: try_tag(spec.log_path) for ref, (spec, _submitted) in self._specs.items()}
+
     async def stop(self, *, kill_running: bool = False) -> None:
         """Without kill_running, detach: the runner finishes its tries on its own and records them."""
         if self._sock is None or self._loop is None:

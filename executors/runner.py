@@ -33,11 +33,16 @@ from flow.executors.base import TaskResult, rendered_record
 from flow.executors.child import StartRefused, warn
 from flow.executors.logsink import LastLine, TaskLog, outcome, read_result, result_path, write_status
 from flow.executors.runloop import EventLoop, Timer
+from flow.executors.tryprocs import TAG_VAR, signal_pids, tagged_pids, try_tag
 
 READ_SIZE = 64 * 1024
 DRAIN_LIMIT = 64
 """Reads per pipe after the main process exited: what it wrote is buffered, while a grandchild
 still holding the pipe could write forever and must not keep the try open."""
+TAG_SCAN_GAP = 0.05
+"""Least seconds between two passes over /proc for tags: a try that ends alone is finished at once,
+while a storm of tries ending together (each pass reads every process's environment) costs
+at most twenty passes a second, each for every try that ended since the last."""
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 """The signals whose handlers a forked child must not run (see child.fork_task)."""
 
@@ -55,12 +60,13 @@ def _killpg(pgid: int, sig: int) -> bool:
 
 
 class _Try:
-    __slots__ = ("ref", "spec", "pid", "pidfd", "log", "last", "pipes", "t0", "started_at", "status",
-                 "rusage", "timed_out", "killed", "term_sent", "sweep", "timeout_timer")
+    __slots__ = ("ref", "spec", "tag", "pid", "pidfd", "log", "last", "pipes", "t0", "started_at", "status",
+                 "rusage", "timed_out", "killed", "term_sent", "sweep", "timeout_timer", "ending")
 
     def __init__(self, spec: dict[str, Any], pid: int, log: TaskLog, t0: float, started_at: str) -> None:
         self.ref: str = spec["ref"]
         self.spec = spec
+        self.tag = try_tag(spec["log_path"])
         self.pid = pid
         self.pidfd = -1
         self.log = log
@@ -76,6 +82,8 @@ class _Try:
         self.term_sent = False
         self.sweep: Timer | None = None
         self.timeout_timer: Timer | None = None
+        self.ending = False
+        """Its process and pipes are done; it is finished with the next batch of tag work."""
 
 
 class Runner:
@@ -84,6 +92,11 @@ class Runner:
         self.closing = False
         """No more requests will come (shutdown, or the executor is gone): exit after the last try."""
         self.use_pidfd = use_pidfd
+        self._tag_signals: dict[str, int] = {}
+        """tag -> signal for every process carrying it, sent with the next batch of tag work."""
+        self._ending: list[_Try] = []
+        self._tag_timer: Timer | None = None
+        self._last_scan = -TAG_SCAN_GAP
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         watched = (signal.SIGTERM, signal.SIGINT) + (() if use_pidfd else (signal.SIGCHLD,))
         self.loop = EventLoop(sock_fd, on_line=self._handle, on_signal=self._on_signal,
@@ -327,9 +340,15 @@ class Runner:
         if self._signal(t, signal.SIGKILL) and t.status is None:
             t.log.note("grace period over: sent SIGKILL to the process group")
 
-    @staticmethod
-    def _signal(t: _Try, sig: int) -> bool:
-        """The group, and the leader by pid too: in its first instant it has not called setsid yet."""
+    def _signal(self, t: _Try, sig: int) -> bool:
+        """The group, and the leader by pid too: in its first instant it has not called setsid yet.
+
+        Whatever carries the try's tag outside the group gets the same signal with the next batch
+        of tag work (one pass over /proc for every try signalled or ended in this loop iteration).
+        """
+        if self._tag_signals.get(t.tag) != signal.SIGKILL:
+            self._tag_signals[t.tag] = sig
+        self._tag_work()
         hit = _killpg(t.pid, sig)
         if t.status is None:
             try:
@@ -341,9 +360,47 @@ class Runner:
 
     # -- the record -------------------------------------------------------------------------
 
+    def _tag_work(self) -> None:
+        if self._tag_timer is None:
+            delay = max(0.0, self._last_scan + TAG_SCAN_GAP - time.monotonic())
+            self._tag_timer = self.loop.call_later(delay, self._do_tag_work, keepalive=True)
+
+    def _do_tag_work(self) -> None:
+        """Send the tags' pending signals, then finish the tries that ended: whatever a try
+        started that still runs when it ends (it left the session: `setsid -f`, a daemon) gets
+        SIGTERM, and SIGKILL after the try's kill_grace. Nothing a try started outlives it."""
+        self._tag_timer = None
+        self._last_scan = time.monotonic()
+        signals, self._tag_signals = self._tag_signals, {}
+        ending, self._ending = self._ending, []
+        found = tagged_pids({*signals, *(t.tag for t in ending)})
+        for tag, sig in signals.items():
+            signal_pids(found[tag], sig)
+        for t in ending:
+            left = found[t.tag]
+            group = _killpg(t.pid, signal.SIGTERM)
+            if left or group:
+                grace = float(t.spec.get("kill_grace", 5.0))
+                signal_pids(left, signal.SIGTERM)
+                where = f"{len(left)} found by its {TAG_VAR} tag" + (", and its process group" if group else "")
+                t.log.note(f"the try ended with processes it started still running ({where}): "
+                           f"sent SIGTERM, SIGKILL after {grace:g}s")
+                self.loop.call_later(grace, lambda t=t: self._kill_leftovers(t), keepalive=True)
+            self._finish(t)
+
+    def _kill_leftovers(self, t: _Try) -> None:
+        _killpg(t.pid, signal.SIGKILL)
+        self._tag_signals[t.tag] = signal.SIGKILL
+        self._tag_work()
+
     def _maybe_finish(self, t: _Try) -> None:
-        if t.status is None or t.pipes or self.tries.get(t.ref) is not t:
+        if t.status is None or t.pipes or self.tries.get(t.ref) is not t or t.ending:
             return
+        t.ending = True
+        self._ending.append(t)
+        self._tag_work()
+
+    def _finish(self, t: _Try) -> None:
         del self.tries[t.ref]
         self.loop.cancel(t.timeout_timer)
         if t.sweep is not None and not _killpg(t.pid, 0):

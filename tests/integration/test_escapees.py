@@ -1,0 +1,142 @@
+"""Nothing a try started outlives it, not even what left its session (issue 12.6).
+
+`setsid -f` puts a process in a session of its own and lets its parent exit: a kill of the try's
+process group misses it and, re-parented to init, it is no longer below the try's leader. Its
+FLOW_TRY tag still finds it: when the try ends, whichever way, it is killed (SIGTERM, SIGKILL after
+kill_grace), and while the try runs it counts toward the try's figures and memory_limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+
+from flow.executors.base import TaskResult, TaskSpec
+from flow.executors.tryprocs import try_tag
+
+from .conftest import make_engine, run_until_idle, tis_of, write_dag
+from .test_local_executor import gone, log_text, make_spec, run, running_executor, wait_until
+
+PY = sys.executable
+
+
+def escapee(pidfile: Path, *, ignore_term: bool = False) -> str:
+    """A shell line that starts `sleep 1000` in a session of its own and records its pid."""
+    trap = "trap '' TERM; " if ignore_term else ""
+    return f"setsid -f sh -c '{trap}echo $$ > {pidfile}; exec sleep 1000'; while [ ! -s {pidfile} ]; do sleep 0.01; done"
+
+
+async def _ended(spec: TaskSpec, *, kill: str | None = None, pidfile: Path) -> tuple[TaskResult, int]:
+    async with running_executor() as (ex, rec):
+        ex.submit(spec)
+        await rec.until(lambda: spec.ref in rec.started)
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert spec.ref not in rec.finished, rec.finished[spec.ref]
+            await asyncio.sleep(0.01)
+        pid = int(pidfile.read_text())
+        if kill is not None:
+            ex.kill(spec.ref, kill)
+        return await rec.result(spec.ref), pid
+
+
+def test_an_escapee_is_killed_when_the_try_succeeds(tmp_path: Path) -> None:
+    pidfile = tmp_path / "esc"
+    spec = make_spec(tmp_path, "ok", f"{escapee(pidfile)}; echo done", kill_grace=0.3)
+    result, pid = run(_ended(spec, pidfile=pidfile))
+    assert result.ok and result.xcom == {"return_value": "done"}, result.error
+    wait_until(lambda: gone(pid), what="the escapee to be killed")
+    assert "the try ended with processes it started still running (1 found by its FLOW_TRY tag" in log_text(spec)
+
+
+def test_an_escapee_that_ignores_sigterm_gets_sigkill_after_the_grace(tmp_path: Path) -> None:
+    pidfile = tmp_path / "esc"
+    spec = make_spec(tmp_path, "stubborn", f"{escapee(pidfile, ignore_term=True)}; echo done", kill_grace=0.3)
+    result, pid = run(_ended(spec, pidfile=pidfile))
+    assert result.ok, result.error
+    wait_until(lambda: gone(pid), what="the escapee to get SIGKILL")
+
+
+def test_an_escapee_is_killed_when_the_try_times_out(tmp_path: Path) -> None:
+    pidfile = tmp_path / "esc"
+    spec = make_spec(tmp_path, "slow", f"{escapee(pidfile)}; sleep 1000", execution_timeout=0.5, kill_grace=0.3)
+    result, pid = run(_ended(spec, pidfile=pidfile))
+    assert result.timed_out and not result.ok
+    wait_until(lambda: gone(pid), what="the escapee to be killed")
+
+
+def test_an_escapee_is_killed_when_the_try_is_killed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "esc"
+    spec = make_spec(tmp_path, "victim", f"{escapee(pidfile)}; sleep 1000", kill_grace=0.3)
+    result, pid = run(_ended(spec, kill="cleared by the operator", pidfile=pidfile))
+    assert result.killed == "cleared by the operator"
+    wait_until(lambda: gone(pid), what="the escapee to be killed")
+
+
+PY_ESCAPE = """
+import subprocess
+from flow import DAG
+from flow.operators import PythonOperator
+
+def leave(pidfile):
+    subprocess.run(["setsid", "-f", "sh", "-c", f"echo $$ > {pidfile}; exec sleep 1000"], check=True)
+    import time
+    while not open(pidfile).read():
+        time.sleep(0.01)
+
+with DAG("escdag", schedule=None):
+    PythonOperator(task_id="leave", python_callable=leave, op_args=[PIDFILE])
+"""
+
+
+def test_an_escapee_of_a_python_task_is_killed_too(tmp_path: Path) -> None:
+    pidfile = tmp_path / "esc"
+    pidfile.write_text("")
+    (tmp_path / "escdag.py").write_text(textwrap.dedent(PY_ESCAPE).replace("PIDFILE", repr(str(pidfile))))
+    spec = make_spec(tmp_path, "leave", None, kind="python", dag_id="escdag", task_id="leave",
+                     dag_file=str(tmp_path / "escdag.py"), kill_grace=0.3)
+
+    async def scenario() -> tuple[TaskResult, int]:
+        async with running_executor() as (ex, rec):
+            ex.submit(spec)
+            result = await rec.result(spec.ref)
+            return result, int(pidfile.read_text())
+
+    result, pid = run(scenario())
+    assert result.ok, result.error
+    wait_until(lambda: gone(pid), what="the python task's escapee to be killed")
+
+
+def test_an_escapees_memory_counts_toward_memory_limit(settings) -> None:
+    """A 100 MiB limit; the try's own process holds little, a setsid child of it 300 MiB."""
+    settings.sample_interval = 0.2
+    settings.kill_grace = 0.5
+    root = Path(settings.log_folder).parent
+    pidfile, hog = root / "esc", root / "hog.py"
+    hog.write_text("import time\nb = bytearray(300 << 20)\nb[::4096] = b'x' * len(b[::4096])\ntime.sleep(60)\n")
+    write_dag(settings, "esc.py", f"""
+        from flow import DAG
+        from flow.operators.bash import BashOperator
+        with DAG("esc", schedule=None):
+            BashOperator(task_id="hider", memory_limit="100MiB", bash_command=
+                "setsid -f sh -c 'echo $$ > {pidfile}; exec {PY} {hog}'; sleep 30")
+    """)
+    engine = make_engine(settings)
+    run_ = engine.trigger("esc", unpause_run=True)
+    run_until_idle(engine, timeout=60)
+    ti = tis_of(engine, run_["key"])["hider"]
+    assert ti["state"] == "failed"
+    assert ti["error"].startswith("memory limit 100 MiB exceeded: "), ti["error"]
+    wait_until(lambda: gone(int(pidfile.read_text())), what="the escapee to be killed with its try")
+
+
+def test_the_tag_is_in_every_local_try_s_environment(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "tagged", 'echo "$FLOW_TRY"', env={"ONLY": "this"})
+
+    async def scenario() -> TaskResult:
+        async with running_executor() as (ex, rec):
+            ex.submit(spec)
+            return await rec.result(spec.ref)
+
+    assert run(scenario()).xcom == {"return_value": try_tag(spec.log_path)}
