@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from flow.executors.base import TaskResult
+from flow.executors.tryprocs import signal_pids, tagged_pids, try_tag
 from flow.states import TaskState
 
 from .recovery_remote import RemoteOrphan, remote_marks
@@ -109,12 +110,15 @@ class Orphan:
         return result
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        """TERM (or KILL) the try's process group; the old runner then records how it ended."""
+        """TERM (or KILL) the try's process group and whatever carries its tag outside it (see
+        executors/tryprocs.py); the old runner then records how it ended."""
         if self.pid:
             try:
                 os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+        tag = try_tag(self.status_file.removesuffix(".status.json"))
+        signal_pids(tagged_pids([tag])[tag], sig)
 
 
 def settle_orphans(engine: Engine, run: RunMem) -> None:

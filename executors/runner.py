@@ -377,16 +377,21 @@ class Runner:
         for tag, sig in signals.items():
             signal_pids(found[tag], sig)
         for t in ending:
-            left = found[t.tag]
-            group = _killpg(t.pid, signal.SIGTERM)
-            if left or group:
-                grace = float(t.spec.get("kill_grace", 5.0))
-                signal_pids(left, signal.SIGTERM)
-                where = f"{len(left)} found by its {TAG_VAR} tag" + (", and its process group" if group else "")
-                t.log.note(f"the try ended with processes it started still running ({where}): "
-                           f"sent SIGTERM, SIGKILL after {grace:g}s")
-                self.loop.call_later(grace, lambda t=t: self._kill_leftovers(t), keepalive=True)
+            try:
+                self._stop_leftovers(t, found[t.tag])
+            except Exception:
+                warn(f"stopping what try {t.ref} left running failed:\n{traceback.format_exc()}")
             self._finish(t)
+
+    def _stop_leftovers(self, t: _Try, left: list[int]) -> None:
+        group = _killpg(t.pid, signal.SIGTERM)
+        if left or group:
+            grace = float(t.spec.get("kill_grace", 5.0))
+            signal_pids(left, signal.SIGTERM)
+            where = f"{len(left)} found by its {TAG_VAR} tag" + (", and its process group" if group else "")
+            t.log.note(f"the try ended with processes it started still running ({where}): "
+                       f"sent SIGTERM, SIGKILL after {grace:g}s")
+            self.loop.call_later(grace, lambda: self._kill_leftovers(t), keepalive=True)
 
     def _kill_leftovers(self, t: _Try) -> None:
         _killpg(t.pid, signal.SIGKILL)

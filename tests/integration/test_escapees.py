@@ -9,10 +9,16 @@ kill_grace), and while the try runs it counts toward the try's figures and memor
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import psutil
+
+from flow.daemon.proctable import tree_members
 from flow.executors.base import TaskResult, TaskSpec
 from flow.executors.tryprocs import try_tag
 
@@ -140,3 +146,34 @@ def test_the_tag_is_in_every_local_try_s_environment(tmp_path: Path) -> None:
             return await rec.result(spec.ref)
 
     assert run(scenario()).xcom == {"return_value": try_tag(spec.log_path)}
+
+
+def test_a_try_left_by_an_earlier_flowd_is_killed_with_what_carries_its_tag(tmp_path: Path) -> None:
+    """Clear or mark of a try the next flowd adopted (recovery.Orphan) reaches its escapees too."""
+    from flow.daemon.recovery import Orphan
+
+    log = tmp_path / "attempt=1.log"
+    env = dict(os.environ, FLOW_TRY=try_tag(str(log)))
+    stray = subprocess.Popen(["setsid", "sleep", "1000"], env=env)
+    bystander = subprocess.Popen(["setsid", "sleep", "1000"], env=dict(env, FLOW_TRY=try_tag(str(log) + "x")))
+    try:
+        wait_until(lambda: psutil.Process(stray.pid).cmdline()[:1] == ["sleep"], what="the stray to exec")
+        Orphan(f"{log}.status.json", None).kill()
+        assert stray.wait(timeout=10) == -signal.SIGTERM
+        assert bystander.poll() is None
+    finally:
+        for proc in (stray, bystander):
+            proc.kill()
+            proc.wait()
+
+
+def test_the_tree_holds_tagged_processes_and_their_children_but_not_strangers() -> None:
+    table = {
+        10: (1, 10, 0),   # the try's leader
+        11: (10, 10, 0),  # its child
+        20: (1, 20, 0),   # left the session, re-parented to init, carries the tag
+        21: (20, 20, 0),  # its child (found through the parent link)
+        30: (1, 30, 0),   # a stranger
+    }
+    assert tree_members({"a": 10}, table, {"a": [20, 99]}) == {"a": [10, 11, 20, 21]}
+    assert tree_members({"a": 10}, table) == {"a": [10, 11]}
