@@ -39,10 +39,10 @@ READ_SIZE = 64 * 1024
 DRAIN_LIMIT = 64
 """Reads per pipe after the main process exited: what it wrote is buffered, while a grandchild
 still holding the pipe could write forever and must not keep the try open."""
-TAG_SCAN_GAP = 0.05
+TAG_SCAN_GAP = 0.1
 """Least seconds between two passes over /proc for tags: a try that ends alone is finished at once,
-while a storm of tries ending together (each pass reads every process's environment) costs
-at most twenty passes a second, each for every try that ended since the last."""
+while a storm of tries ending together (each pass reads every process's environment, ~20 us a
+process) costs at most ten passes a second, each for every try that ended since the last."""
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 """The signals whose handlers a forked child must not run (see child.fork_task)."""
 
@@ -344,7 +344,7 @@ class Runner:
         """The group, and the leader by pid too: in its first instant it has not called setsid yet.
 
         Whatever carries the try's tag outside the group gets the same signal with the next batch
-        of tag work (one pass over /proc for every try signalled or ended in this loop iteration).
+        of tag work (one pass over /proc for every try signalled or ended since the last pass).
         """
         if self._tag_signals.get(t.tag) != signal.SIGKILL:
             self._tag_signals[t.tag] = sig
@@ -384,17 +384,21 @@ class Runner:
             self._finish(t)
 
     def _stop_leftovers(self, t: _Try, left: list[int]) -> None:
-        group = _killpg(t.pid, signal.SIGTERM)
+        """A try that was terminated has its group's SIGKILL sweep scheduled already."""
+        group = not t.term_sent and _killpg(t.pid, signal.SIGTERM)
         if left or group:
             grace = float(t.spec.get("kill_grace", 5.0))
             signal_pids(left, signal.SIGTERM)
             where = f"{len(left)} found by its {TAG_VAR} tag" + (", and its process group" if group else "")
             t.log.note(f"the try ended with processes it started still running ({where}): "
                        f"sent SIGTERM, SIGKILL after {grace:g}s")
-            self.loop.call_later(grace, lambda: self._kill_leftovers(t), keepalive=True)
+            self.loop.call_later(grace, lambda: self._kill_leftovers(t, group), keepalive=True)
 
-    def _kill_leftovers(self, t: _Try) -> None:
-        _killpg(t.pid, signal.SIGKILL)
+    def _kill_leftovers(self, t: _Try, group: bool) -> None:
+        """SIGKILL to the tag, and to the group only if it had members when the try ended: the
+        leader is long reaped, and a group id with no member left may name a new process by now."""
+        if group:
+            _killpg(t.pid, signal.SIGKILL)
         self._tag_signals[t.tag] = signal.SIGKILL
         self._tag_work()
 
