@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -177,3 +178,45 @@ def test_the_tree_holds_tagged_processes_and_their_children_but_not_strangers() 
     }
     assert tree_members({"a": 10}, table, {"a": [20, 99]}) == {"a": [10, 11, 20, 21]}
     assert tree_members({"a": 10}, table) == {"a": [10, 11]}
+
+
+def _clear_or_mark_while_it_runs(settings, action: str) -> tuple[dict, int]:
+    """Through the engine: the try leaves a setsid child and sleeps; `action` ends it."""
+    settings.kill_grace = 0.5
+    pidfile = Path(settings.log_folder).parent / "esc"
+    write_dag(settings, "leaver.py", f"""
+        from flow import DAG
+        from flow.operators import BashOperator
+        with DAG("leaver", schedule=None):
+            BashOperator(task_id="t", bash_command=
+                "if [ {{{{ ti.try_number }}}} = 1 ]; then {escapee(pidfile)}; sleep 1000; fi; echo done")
+    """)
+    engine = make_engine(settings)
+    run_ = engine.trigger("leaver", unpause_run=True)
+
+    async def scenario() -> None:
+        loop_task = asyncio.create_task(engine.run(once=True, kill_on_exit=True))
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline and not loop_task.done(), "the try did not start its escapee"
+            await asyncio.sleep(0.02)
+        if action == "clear":
+            engine.clear("leaver", run_["run_id"], ["t"])
+        else:
+            engine.mark("leaver", run_["run_id"], ["t"], "success")
+        await asyncio.wait_for(loop_task, 30)
+
+    asyncio.run(scenario())
+    return tis_of(engine, run_["key"])["t"], int(pidfile.read_text())
+
+
+def test_an_escapee_is_killed_when_its_try_is_cleared(settings) -> None:
+    ti, pid = _clear_or_mark_while_it_runs(settings, "clear")
+    assert ti["state"] == "success" and ti["try_number"] == 2
+    wait_until(lambda: gone(pid), what="the cleared try's escapee to be killed")
+
+
+def test_an_escapee_is_killed_when_its_try_is_marked(settings) -> None:
+    ti, pid = _clear_or_mark_while_it_runs(settings, "mark")
+    assert ti["state"] == "success" and ti["try_number"] == 1
+    wait_until(lambda: gone(pid), what="the marked try's escapee to be killed")
