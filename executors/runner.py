@@ -39,10 +39,11 @@ READ_SIZE = 64 * 1024
 DRAIN_LIMIT = 64
 """Reads per pipe after the main process exited: what it wrote is buffered, while a grandchild
 still holding the pipe could write forever and must not keep the try open."""
-TAG_SCAN_GAP = 0.1
-"""Least seconds between two passes over /proc for tags: a try that ends alone is finished at once,
-while a storm of tries ending together (each pass reads every process's environment, ~20 us a
-process) costs at most ten passes a second, each for every try that ended since the last."""
+TAG_SCAN_GAP = 0.25
+"""Least seconds between two passes over /proc for tags (each reads every process's environment,
+~20 us a process): a try that ends alone has its leftovers stopped at once, while a storm of tries
+ending together costs at most four passes a second, each for every try that ended since the last.
+A try is reported when it ends, never held for a pass."""
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 """The signals whose handlers a forked child must not run (see child.fork_task)."""
 
@@ -61,7 +62,7 @@ def _killpg(pgid: int, sig: int) -> bool:
 
 class _Try:
     __slots__ = ("ref", "spec", "tag", "pid", "pidfd", "log", "last", "pipes", "t0", "started_at", "status",
-                 "rusage", "timed_out", "killed", "term_sent", "sweep", "timeout_timer", "ending")
+                 "rusage", "timed_out", "killed", "term_sent", "sweep", "timeout_timer")
 
     def __init__(self, spec: dict[str, Any], pid: int, log: TaskLog, t0: float, started_at: str) -> None:
         self.ref: str = spec["ref"]
@@ -82,8 +83,6 @@ class _Try:
         self.term_sent = False
         self.sweep: Timer | None = None
         self.timeout_timer: Timer | None = None
-        self.ending = False
-        """Its process and pipes are done; it is finished with the next batch of tag work."""
 
 
 class Runner:
@@ -94,7 +93,9 @@ class Runner:
         self.use_pidfd = use_pidfd
         self._tag_signals: dict[str, int] = {}
         """tag -> signal for every process carrying it, sent with the next batch of tag work."""
-        self._ending: list[_Try] = []
+        self._ended: list[tuple[_Try, bool]] = []
+        """Tries reported finished whose tag is yet to be looked for (and whether their group had
+        members left)."""
         self._tag_timer: Timer | None = None
         self._last_scan = -TAG_SCAN_GAP
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -366,33 +367,37 @@ class Runner:
             self._tag_timer = self.loop.call_later(delay, self._do_tag_work, keepalive=True)
 
     def _do_tag_work(self) -> None:
-        """Send the tags' pending signals, then finish the tries that ended: whatever a try
-        started that still runs when it ends (it left the session: `setsid -f`, a daemon) gets
-        SIGTERM, and SIGKILL after the try's kill_grace. Nothing a try started outlives it."""
+        """Send the tags' pending signals, and stop what the tries that ended left running: the
+        processes carrying their tag (they left the session: `setsid -f`, a daemon) get SIGTERM,
+        and SIGKILL after the try's kill_grace. Nothing a try started outlives it."""
         self._tag_timer = None
         self._last_scan = time.monotonic()
         signals, self._tag_signals = self._tag_signals, {}
-        ending, self._ending = self._ending, []
-        found = tagged_pids({*signals, *(t.tag for t in ending)})
+        ended, self._ended = self._ended, []
+        found = tagged_pids({*signals, *(t.tag for t, _group in ended)})
         for tag, sig in signals.items():
             signal_pids(found[tag], sig)
-        for t in ending:
+        for t, group in ended:
             try:
-                self._stop_leftovers(t, found[t.tag])
+                self._stop_leftovers(t, found[t.tag], group)
             except Exception:
                 warn(f"stopping what try {t.ref} left running failed:\n{traceback.format_exc()}")
-            self._finish(t)
 
-    def _stop_leftovers(self, t: _Try, left: list[int]) -> None:
-        """A try that was terminated has its group's SIGKILL sweep scheduled already."""
-        group = not t.term_sent and _killpg(t.pid, signal.SIGTERM)
-        if left or group:
-            grace = float(t.spec.get("kill_grace", 5.0))
-            signal_pids(left, signal.SIGTERM)
-            where = f"{len(left)} found by its {TAG_VAR} tag" + (", and its process group" if group else "")
-            t.log.note(f"the try ended with processes it started still running ({where}): "
-                       f"sent SIGTERM, SIGKILL after {grace:g}s")
-            self.loop.call_later(grace, lambda: self._kill_leftovers(t, group), keepalive=True)
+    def _stop_leftovers(self, t: _Try, left: list[int], group: bool) -> None:
+        if not (left or group):
+            return
+        grace = float(t.spec.get("kill_grace", 5.0))
+        signal_pids(left, signal.SIGTERM)
+        where = f"{len(left)} found by its {TAG_VAR} tag" + (", and its process group" if group else "")
+        note = f"processes it started were still running when it ended ({where}): sent SIGTERM, SIGKILL after {grace:g}s"
+        try:
+            log = TaskLog(t.spec["log_path"])
+        except OSError as exc:
+            warn(f"try {t.ref}: {note}; cannot note it in its log: {exc.strerror}")
+        else:
+            log.note(note)
+            log.close()
+        self.loop.call_later(grace, lambda: self._kill_leftovers(t, group), keepalive=True)
 
     def _kill_leftovers(self, t: _Try, group: bool) -> None:
         """SIGKILL to the tag, and to the group only if it had members when the try ended: the
@@ -403,13 +408,8 @@ class Runner:
         self._tag_work()
 
     def _maybe_finish(self, t: _Try) -> None:
-        if t.status is None or t.pipes or self.tries.get(t.ref) is not t or t.ending:
+        if t.status is None or t.pipes or self.tries.get(t.ref) is not t:
             return
-        t.ending = True
-        self._ending.append(t)
-        self._tag_work()
-
-    def _finish(self, t: _Try) -> None:
         del self.tries[t.ref]
         self.loop.cancel(t.timeout_timer)
         if t.sweep is not None and not _killpg(t.pid, 0):
@@ -421,6 +421,11 @@ class Runner:
         if (problem := write_status(t.spec["status_path"], result)) is not None:
             warn(problem)
         self.loop.send({"op": "finished", "result": result})
+        # Right after the reap, while the group id cannot have been reused; a terminated try's
+        # group is left to its sweep. The tag's processes are looked for with the next pass.
+        group = not t.term_sent and _killpg(t.pid, signal.SIGTERM)
+        self._ended.append((t, group))
+        self._tag_work()
 
     def _result(self, t: _Try) -> dict[str, Any]:
         spec = t.spec
