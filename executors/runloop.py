@@ -106,7 +106,10 @@ class EventLoop:
             timer = heapq.heappop(self._timers)[2]
             if not timer.cancelled:
                 self.cancel(timer)
-                timer.fn()
+                try:
+                    timer.fn()
+                except Exception:
+                    warn(f"a timer failed and was skipped:\n{traceback.format_exc()}")
 
     # -- timers -----------------------------------------------------------------------------
 

@@ -191,3 +191,34 @@ def test_a_try_lost_with_its_runner_while_flowd_was_down_leaves_no_ring_file(
     result = orphan.poll("ref") or orphan.poll("ref")
     assert result is not None and result.error is not None and result.error.startswith("lost:")
     assert not ring.exists() and other.exists()
+
+
+def test_a_handler_or_timer_that_raises_is_skipped_and_the_loop_goes_on() -> None:
+    ours, theirs = socket.socketpair()
+    loop = EventLoop(ours.detach(), on_line=lambda _line: None, on_signal=lambda _sig: None,
+                     on_close=lambda: None, signals=())
+    r, w = os.pipe()
+    calls: list[str] = []
+
+    def bad_handler() -> None:
+        os.read(r, 10)
+        calls.append("handler")
+        raise RuntimeError("a bug in one try's handling")
+
+    def bad_timer() -> None:
+        calls.append("timer")
+        raise KeyError("another bug")
+
+    try:
+        loop.register(r, bad_handler)
+        os.write(w, b"x")
+        loop.call_later(0.0, bad_timer)
+        loop.call_later(0.0, lambda: calls.append("next timer"))
+        while len(calls) < 3:
+            loop.run_once()
+        assert calls == ["handler", "timer", "next timer"]
+    finally:
+        loop.close()
+        theirs.close()
+        os.close(r)
+        os.close(w)
