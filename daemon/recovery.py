@@ -109,15 +109,20 @@ class Orphan:
             result.killed = self.kill_reason
         return result
 
+    @property
+    def tag(self) -> str:
+        """The FLOW_TRY tag its processes carry (executors/tryprocs.py): a hash of its log path."""
+        return try_tag(self.status_file.removesuffix(".status.json"))
+
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        """TERM (or KILL) the try's process group and whatever carries its tag outside it (see
-        executors/tryprocs.py); the old runner then records how it ended."""
+        """TERM (or KILL) the try's process group and whatever carries its tag outside it; the old
+        runner then records how it ended."""
         if self.pid:
             try:
                 os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-        tag = try_tag(self.status_file.removesuffix(".status.json"))
+        tag = self.tag
         signal_pids(tagged_pids([tag])[tag], sig)
 
 

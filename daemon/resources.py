@@ -42,11 +42,15 @@ ADMISSION_MAX_AGE = 0.5
 
 
 def executor_tags(engine: Engine, roots: dict[str, int]) -> dict[str, str]:
-    """The FLOW_TRY tag of each local try in `roots`, from the executor that started it."""
+    """The FLOW_TRY tag of each local try in `roots`: from the executor that started it, or from
+    recovery for a try an earlier flowd started (a remote orphan has none: sampled elsewhere)."""
     tags = getattr(engine.executor, "tags", None)
-    if not callable(tags):
-        return {}
-    return {ref: tag for ref, tag in tags().items() if ref in roots}
+    out = {ref: tag for ref, tag in tags().items() if ref in roots} if callable(tags) else {}
+    for ref, orphan in getattr(engine, "orphans", {}).items():
+        tag = getattr(orphan, "tag", None)
+        if ref in roots and isinstance(tag, str):
+            out[ref] = tag
+    return out
 
 
 def sum_tree(samples: list[ProcSample]) -> TreeSample:

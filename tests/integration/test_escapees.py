@@ -221,3 +221,15 @@ def test_an_escapee_is_killed_when_its_try_is_marked(settings) -> None:
     ti, pid = _clear_or_mark_while_it_runs(settings, "mark")
     assert ti["state"] == "success" and ti["try_number"] == 1
     wait_until(lambda: gone(pid), what="the marked try's escapee to be killed")
+
+
+def test_the_monitor_looks_for_the_tags_of_its_executor_s_tries_and_of_adopted_ones(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from flow.daemon.recovery import Orphan
+    from flow.daemon.resources import executor_tags
+
+    adopted = str(tmp_path / "attempt=1.log")
+    engine = SimpleNamespace(executor=SimpleNamespace(tags=lambda: {"mine": "t1", "ended": "t2"}),
+                             orphans={"old": Orphan(f"{adopted}.status.json", 5), "gone": Orphan("x", 6)})
+    assert executor_tags(engine, {"mine": 1, "old": 5}) == {"mine": "t1", "old": try_tag(adopted)}  # type: ignore[arg-type]
