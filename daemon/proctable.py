@@ -7,10 +7,13 @@ methods; real processes are used where the figures themselves matter (tests/inte
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
+
+from flow.executors.tryprocs import tagged_pids
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,10 @@ class ProcFacade:
         return ProcSample(user=cpu.user + cpu.children_user, system=cpu.system + cpu.children_system,
                           rss=int(mem.rss), read_bytes=read, write_bytes=write, threads=int(threads))
 
+    def tagged(self, tags: Iterable[str]) -> dict[str, list[int]]:
+        """tag -> pids whose environment carries it: what a try started outside its session."""
+        return tagged_pids(tags)
+
     def forget_except(self, alive: set[tuple[int, int]]) -> None:
         """Drop cached Process objects of processes that were not part of any tree this tick."""
         for key in [k for k in self._procs if k not in alive]:
@@ -113,12 +120,15 @@ class ProcFacade:
             return {"open_files": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0}
 
 
-def tree_members(roots: dict[str, int], table: ProcTable) -> dict[str, list[int]]:
-    """For each try (ref -> leader pid): the leader, its descendants and its session's members.
+def tree_members(roots: dict[str, int], table: ProcTable,
+                 tagged: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """For each try (ref -> leader pid): the leader, its descendants and its session's members,
+    and the processes carrying its tag (`tagged`: ref -> pids) with their descendants.
 
     The runner starts every try as the leader of its own session (setsid), so a grandchild whose
     parent died (re-parented to init or a subreaper) is still found by its session id; a
-    descendant that started a session of its own is still found through the parent links.
+    descendant that started a session of its own is still found through the parent links, until
+    its parent dies (`setsid -f`, a daemon's double fork): then only its FLOW_TRY tag finds it.
     Built from one table per tick, whatever the number of tries.
     """
     children: dict[int, list[int]] = {}
@@ -133,7 +143,7 @@ def tree_members(roots: dict[str, int], table: ProcTable) -> dict[str, list[int]
             out[ref] = []
             continue
         seen = {root}
-        stack = [root, *sessions.get(root, ())]
+        stack = [root, *sessions.get(root, ()), *(p for p in (tagged or {}).get(ref, ()) if p in table)]
         seen.update(stack)
         while stack:
             for child in children.get(stack.pop(), ()):

@@ -16,6 +16,7 @@ an upgrade or a restart the record tells how a try ended. For a try still in fli
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from flow.executors.base import TaskResult
+from flow.executors.tryprocs import signal_pids, tagged_pids, try_tag
 from flow.states import TaskState
 
 from .recovery_remote import RemoteOrphan, remote_marks
@@ -69,6 +71,15 @@ def pid_from_log(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _remove_rings(status_file: str) -> None:
+    """A runner that died without an exit record leaves its ring file (`<log>.tail.<pid>`) behind."""
+    for ring in glob.glob(glob.escape(status_file.removesuffix(".status.json")) + ".tail.*"):
+        try:
+            os.unlink(ring)
+        except OSError:
+            pass
+
+
 class Orphan:
     """A try started by an earlier flowd that this one follows to its end."""
 
@@ -92,18 +103,27 @@ class Orphan:
                 return None
             result = TaskResult(ref=ref, pid=self.pid, ok=False,
                                 error="lost: its process ended while flowd was down and left no exit record")
+            _remove_rings(self.status_file)
         result.ref = ref
         if self.kill_reason and not result.killed:
             result.killed = self.kill_reason
         return result
 
+    @property
+    def tag(self) -> str:
+        """The FLOW_TRY tag its processes carry (executors/tryprocs.py): a hash of its log path."""
+        return try_tag(self.status_file.removesuffix(".status.json"))
+
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        """TERM (or KILL) the try's process group; the old runner then records how it ended."""
+        """TERM (or KILL) the try's process group and whatever carries its tag outside it; the old
+        runner then records how it ended."""
         if self.pid:
             try:
                 os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+        tag = self.tag
+        signal_pids(tagged_pids([tag])[tag], sig)
 
 
 def settle_orphans(engine: Engine, run: RunMem) -> None:

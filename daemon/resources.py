@@ -41,6 +41,18 @@ ADMISSION_MAX_AGE = 0.5
 """Seconds a free-memory reading stays good for admission between ticks."""
 
 
+def executor_tags(engine: Engine, roots: dict[str, int]) -> dict[str, str]:
+    """The FLOW_TRY tag of each local try in `roots`: from the executor that started it, or from
+    recovery for a try an earlier flowd started (a remote orphan has none: sampled elsewhere)."""
+    tags = getattr(engine.executor, "tags", None)
+    out = {ref: tag for ref, tag in tags().items() if ref in roots} if callable(tags) else {}
+    for ref, orphan in getattr(engine, "orphans", {}).items():
+        tag = getattr(orphan, "tag", None)
+        if ref in roots and isinstance(tag, str):
+            out[ref] = tag
+    return out
+
+
 def sum_tree(samples: list[ProcSample]) -> TreeSample:
     out = TreeSample()
     for s in samples:
@@ -232,7 +244,9 @@ class ResourceMonitor:
                 running = engine.running_tries()
                 elsewhere = remote_refs(engine, running)
                 running = [r for r in running if r[0] not in elsewhere]
-                trees = await loop.run_in_executor(None, self.collect, {r[0]: r[1] for r in running})
+                roots = {r[0]: r[1] for r in running}
+                tags = executor_tags(engine, roots)
+                trees = await loop.run_in_executor(None, self.collect, roots, tags)
                 was = self._admission.holding
                 for ref, reason in self.apply(running, trees):
                     log.warning("try %s: %s; killing its process tree", ref, reason)
@@ -244,11 +258,19 @@ class ResourceMonitor:
             except Exception:
                 log.exception("resource sampling failed; trying again next tick")
 
-    def collect(self, roots: dict[str, int]) -> dict[str, TreeSample | None]:
-        """The OS side of a tick (runs in a worker thread): one table, then each tree's members."""
+    def collect(self, roots: dict[str, int], tags: dict[str, str] | None = None) -> dict[str, TreeSample | None]:
+        """The OS side of a tick (runs in a worker thread): one table, then each tree's members.
+
+        `tags` (ref -> FLOW_TRY tag) adds what a try started outside its session; finding those
+        costs one more pass over /proc, so it is only made when there are tags to look for.
+        """
         started = time.thread_time()
         table = self.facade.table()
-        members = tree_members(roots, table)
+        tagged = None
+        if tags:
+            by_tag = self.facade.tagged(set(tags.values()))
+            tagged = {ref: by_tag.get(tag, []) for ref, tag in tags.items()}
+        members = tree_members(roots, table, tagged)
         alive: set[tuple[int, int]] = set()
         out: dict[str, TreeSample | None] = {}
         for ref, pids in members.items():

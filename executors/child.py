@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from flow import filemodes
 from flow.executors.base import TaskSpec
 from flow.executors.logsink import FORKED_KINDS, result_path
+from flow.executors.tryprocs import TAG_VAR, try_tag
 
 KINDS = ("bash", *FORKED_KINDS)
 CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback")
@@ -109,6 +110,8 @@ def _needs_rendering(spec: dict[str, Any]) -> bool:
 def render_bash_command(spec: dict[str, Any]) -> tuple[str, dict[str, str], str | None]:
     """(command, the whole environment, cwd) for bash; raises StartRefused on a template error.
 
+    The environment always carries the try's tag (tryprocs.py), whatever `env` says.
+
     Without a template mark the fields are used as they are: the same strings Jinja would return,
     for none of the cost of building the context (which is then not checked either: a try that
     uses no template cannot be failed by a malformed one).
@@ -126,6 +129,9 @@ def render_bash_command(spec: dict[str, Any]) -> tuple[str, dict[str, str], str 
         env = dict(os.environ)
     elif spec.get("append_env"):
         env = {**os.environ, **env}
+    else:
+        env = dict(env)
+    env[TAG_VAR] = try_tag(spec["log_path"])
     return command, env, cwd
 
 
@@ -213,6 +219,7 @@ def become_task(spec: dict[str, Any], stdout_fd: int, stderr_fd: int) -> NoRetur
         os.dup2(stdout_fd, 1)
         os.dup2(stderr_fd, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.environ[TAG_VAR] = try_tag(spec["log_path"])
         code = _run_python(spec)
     except BaseException as exc:  # noqa: B036 - nothing may escape into the runner's copy
         _report(spec, f"could not start the task: {type(exc).__name__}: {exc}")

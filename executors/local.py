@@ -14,9 +14,13 @@ import os
 import signal
 import socket
 import sys
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from .base import FinishedCallback, LineBuffer, StartedCallback, TaskResult, TaskSpec
+from .logsink import write_status
+from .tryprocs import signal_pids, tagged_pids, try_tag
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,8 @@ class LocalExecutor:
         self._outbuf = bytearray()
         self._running: dict[str, int | None] = {}
         """ref -> pid (None until started) of every try submitted and not yet finished."""
-        self._grace: dict[str, float] = {}
+        self._specs: dict[str, tuple[TaskSpec, float]] = {}
+        """ref -> (spec, wall time submitted) of the same tries: what a runner's death needs."""
         self._hello: asyncio.Future[dict[str, Any]] | None = None
         self._closed: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
@@ -117,7 +122,7 @@ class LocalExecutor:
             log.warning("task runner is gone; starting a new one")
             self._spawn_runner()
         self._running[spec.ref] = None
-        self._grace[spec.ref] = spec.kill_grace
+        self._specs[spec.ref] = (spec, time.time())
         self._write(line)
 
     def kill(self, ref: str, reason: str) -> None:
@@ -126,6 +131,11 @@ class LocalExecutor:
 
     def running(self) -> int:
         return len(self._running)
+
+    def tags(self) -> dict[str, str]:
+        """ref -> FLOW_TRY tag of every try in flight: how the resource monitor finds what a try
+        started outside its session."""
+        return {ref: try_tag(spec.log_path) for ref, (spec, _submitted) in self._specs.items()}
 
     async def stop(self, *, kill_running: bool = False) -> None:
         """Without kill_running, detach: the runner finishes its tries on its own and records them."""
@@ -137,7 +147,7 @@ class LocalExecutor:
         assert self._closed is not None
         if kill_running:
             self._send({"op": "shutdown", "kill": "the executor is stopping"})
-            limit = max(self._grace.values(), default=0.0) + 10.0
+            limit = max((s.kill_grace for s, _ in self._specs.values()), default=0.0) + 10.0
             try:
                 await asyncio.wait_for(asyncio.shield(self._closed), limit)
             except TimeoutError:
@@ -158,7 +168,7 @@ class LocalExecutor:
                 log.error("task runner did not take %d pending bytes of requests", len(self._outbuf))
         self._close_sock()
         self._running.clear()
-        self._grace.clear()
+        self._specs.clear()
 
     # -- socket -----------------------------------------------------------------------------
 
@@ -220,7 +230,7 @@ class LocalExecutor:
                 log.error("task runner: %s", result.error or f"result for unknown try {result.ref!r}")
                 return
             del self._running[result.ref]
-            self._grace.pop(result.ref, None)
+            self._specs.pop(result.ref, None)
             self._call(self._on_finished, result)
         elif op == "started":
             if msg.get("ref") in self._running:
@@ -254,25 +264,53 @@ class LocalExecutor:
 
     def _runner_gone(self) -> None:
         """EOF from the runner: expected after a shutdown request, a failure otherwise."""
+        pid = self._pid
         self._close_sock()
         if self._hello is not None and not self._hello.done():
             self._hello.set_exception(RunnerError("the task runner exited during start-up (see its stderr)"))
             self._hello.exception()
         self._reap()
         if self._running:
-            self._lost("the task runner exited unexpectedly; the try was stopped and its outcome is unknown")
+            self._lost(f"the task runner (pid {pid}) died while the try ran; the try was killed")
 
     def _lost(self, error: str) -> None:
-        """Fail every try still in flight; stop their process groups, since nobody watches them now."""
+        """The runner is gone with tries in flight: settle each one, since nobody else will.
+
+        A try whose process had ended keeps its real result: the runner writes the exit record
+        before it reports it, so a record it wrote and never got to send is read back here. Every
+        other try is killed, its process group and every process carrying its tag (nothing reads
+        its output any more), and gets `error` as its result, written as its exit record too, so
+        a flowd restarted later reads the same thing. Its log says what happened, and the ring file
+        the dead runner held for max_log_bytes_per_try (`<log>.tail.<runner pid>`) is removed.
+        """
         running, self._running = self._running, {}
-        self._grace.clear()
+        specs, self._specs = self._specs, {}
+        runner = self._pid
+        lost: dict[str, tuple[TaskSpec, int | None]] = {}
         for ref, pid in running.items():
-            if pid:
+            spec, submitted = specs[ref]
+            record = _read_record(spec, submitted)
+            if record is not None:
+                log.warning("try %s ended before the task runner died; its exit record is its result", ref)
+                self._call(self._on_finished, record)
+            else:
+                lost[ref] = (spec, pid)
+        tags = {ref: try_tag(spec.log_path) for ref, (spec, _pid) in lost.items()}
+        found = tagged_pids(tags.values())
+        for ref, (spec, pid) in lost.items():
+            killed = signal_pids(found[tags[ref]], signal.SIGKILL)
+            if pid and _leads_session(pid):
                 try:
                     os.killpg(pid, signal.SIGKILL)
+                    killed += 1
                 except (ProcessLookupError, PermissionError):
                     pass
-            self._call(self._on_finished, TaskResult(ref=ref, pid=pid, ok=False, error=error))
+            _settle_log(spec, runner, f"{error} ({killed} of its processes were left and got SIGKILL)")
+            result = TaskResult(ref=ref, pid=pid, ok=False, error=error, ended_at=datetime.now(UTC).isoformat())
+            record = dict(result.to_json(), log_path=spec.log_path)
+            if (problem := write_status(spec.status_path, record)) is not None:
+                log.error("try %s: %s", ref, problem)
+            self._call(self._on_finished, result)
 
     def _kill_runner(self) -> None:
         if self._pid is not None:
@@ -308,3 +346,47 @@ class LocalExecutor:
                 exited.set_result(None)
 
         loop.add_reader(pidfd, reap)
+
+
+def _read_record(spec: TaskSpec, submitted: float) -> TaskResult | None:
+    """The exit record of this very try, if its runner wrote one (not a stale one of an earlier
+    submission that reused the path: the runner removes nothing it did not write)."""
+    try:
+        if os.stat(spec.status_path).st_mtime < submitted - 1.0:
+            return None
+        with open(spec.status_path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        result = TaskResult.from_json(data)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return result if result.ref == spec.ref else None
+
+
+def _leads_session(pid: int) -> bool:
+    """Whether `pid` still leads its own session, as a try's leader does (a recycled pid rarely does)."""
+    try:
+        return os.getsid(pid) == pid
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _settle_log(spec: TaskSpec, runner: int | None, note: str) -> None:
+    """End the log of a try whose runner died: the ring file goes, a last line says why."""
+    cut = False
+    if runner is not None:
+        try:
+            os.unlink(f"{spec.log_path}.tail.{runner}")
+            cut = True
+        except OSError:
+            pass
+    lines = [note]
+    if cut:
+        lines.append("the output held back for max_log_bytes_per_try (the log's tail) was lost with the runner")
+    text = "".join(f"[flow] {line}\n" for line in lines).encode()
+    try:
+        with open(spec.log_path, "ab+") as fh:
+            if fh.tell() and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
+                text = b"\n" + text
+            fh.write(text)
+    except OSError as exc:
+        log.error("cannot write to the log of try %s: %s", spec.ref, exc)

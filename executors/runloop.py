@@ -13,10 +13,12 @@ import os
 import selectors
 import signal
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from flow.executors.base import LineBuffer
+from flow.executors.child import warn
 
 
 class Timer:
@@ -43,12 +45,22 @@ class EventLoop:
         self._seq = itertools.count()
         os.set_blocking(sock_fd, False)
         os.set_inheritable(sock_fd, False)
-        self.sel.register(sock_fd, selectors.EVENT_READ, self._on_sock)
-        self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        self._sock_handler = self._on_sock
+        """One bound method object: run_once tells a registration by its handler's identity."""
+        self.sel.register(sock_fd, selectors.EVENT_READ, self._sock_handler)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._previous_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for sig in signals:
             self.watch_signal(sig)
         self.sel.register(self._wake_r, selectors.EVENT_READ, self._signals)
+
+    def close(self) -> None:
+        """Give back the selector, the wake-up pipe and the peer (the runner just exits; tests call this)."""
+        self.close_peer()
+        signal.set_wakeup_fd(self._previous_wakeup)
+        self.sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     @staticmethod
     def watch_signal(sig: int) -> None:
@@ -58,19 +70,46 @@ class EventLoop:
     def register(self, fd: int, callback: Callable[[], None]) -> None:
         self.sel.register(fd, selectors.EVENT_READ, lambda _mask: callback())
 
-    def unregister(self, fd: int) -> None:
-        self.sel.unregister(fd)
+    def unregister(self, fd: int) -> bool:
+        """Forget `fd`; False if it was not registered (a callback earlier in the batch did it)."""
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            return False
+        return True
 
     def run_once(self) -> None:
+        """Run the callbacks of one select() batch, each only if its registration still stands.
+
+        A callback may close fds whose events are later in the same batch: a try's exit drains and
+        closes its pipes, whose EOF events were reported with it; and a closed fd number may be
+        reused at once by a pipe of a try spawned in the same batch. An event is dispatched only if
+        the selector still maps its fd to the very registration the event was reported for (its
+        handler object, which register() makes anew for every registration and modify() keeps);
+        anything else is stale and dropped. Selection is level-triggered, so a new registration
+        that is ready is reported again by the next select().
+        """
         timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else None
-        for key, mask in self.sel.select(timeout):
-            key.data(mask)
+        events = self.sel.select(timeout)
+        current = self.sel.get_map()
+        for key, mask in events:
+            now = current.get(key.fd)
+            if now is None or now.data is not key.data:
+                continue
+            try:
+                key.data(mask)
+            except Exception:
+                # A bug in one try's handling must not take every other try down with the runner.
+                warn(f"an event handler failed and was skipped:\n{traceback.format_exc()}")
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)[2]
             if not timer.cancelled:
                 self.cancel(timer)
-                timer.fn()
+                try:
+                    timer.fn()
+                except Exception:
+                    warn(f"a timer failed and was skipped:\n{traceback.format_exc()}")
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -115,6 +154,8 @@ class EventLoop:
         self._on_close()
 
     def _flush(self) -> None:
+        if not self.peer_open:
+            return
         pending = bool(self._outbuf)
         while self._outbuf:
             try:
@@ -126,7 +167,7 @@ class EventLoop:
                 return
         if pending or self._outbuf:
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._outbuf else 0)
-            self.sel.modify(self.sock, events, self._on_sock)
+            self.sel.modify(self.sock, events, self._sock_handler)
 
     def _on_sock(self, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:

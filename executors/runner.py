@@ -44,11 +44,17 @@ from flow.executors.logsink import (
     write_status,
 )
 from flow.executors.runloop import EventLoop, Timer
+from flow.executors.tryprocs import TAG_VAR, signal_pids, tagged_pids, try_tag
 
 READ_SIZE = 64 * 1024
 DRAIN_LIMIT = 64
 """Reads per pipe after the main process exited: what it wrote is buffered, while a grandchild
 still holding the pipe could write forever and must not keep the try open."""
+TAG_SCAN_GAP = 0.25
+"""Least seconds between two passes over /proc for tags (each reads every process's environment,
+~20 us a process): a try that ends alone has its leftovers stopped at once, while a storm of tries
+ending together costs at most four passes a second, each for every try that ended since the last.
+A try is reported when it ends, never held for a pass."""
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 """The signals whose handlers a forked child must not run (see child.fork_task)."""
 
@@ -66,12 +72,13 @@ def _killpg(pgid: int, sig: int) -> bool:
 
 
 class _Try:
-    __slots__ = ("ref", "spec", "pid", "pidfd", "log", "last", "pipes", "t0", "started_at", "status",
+    __slots__ = ("ref", "spec", "tag", "pid", "pidfd", "log", "last", "pipes", "t0", "started_at", "status",
                  "rusage", "timed_out", "killed", "term_sent", "sweep", "timeout_timer")
 
     def __init__(self, spec: dict[str, Any], pid: int, log: TaskLog, t0: float, started_at: str) -> None:
         self.ref: str = spec["ref"]
         self.spec = spec
+        self.tag = try_tag(spec["log_path"])
         self.pid = pid
         self.pidfd = -1
         self.log = log
@@ -95,6 +102,13 @@ class Runner:
         self.closing = False
         """No more requests will come (shutdown, or the executor is gone): exit after the last try."""
         self.use_pidfd = use_pidfd
+        self._tag_signals: dict[str, int] = {}
+        """tag -> signal for every process carrying it, sent with the next batch of tag work."""
+        self._ended: list[tuple[_Try, bool]] = []
+        """Tries reported finished whose tag is yet to be looked for (and whether their group had
+        members left)."""
+        self._tag_timer: Timer | None = None
+        self._last_scan = -TAG_SCAN_GAP
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         watched = (signal.SIGTERM, signal.SIGINT) + (() if use_pidfd else (signal.SIGCHLD,))
         self.loop = EventLoop(sock_fd, on_line=self._handle, on_signal=self._on_signal,
@@ -262,6 +276,8 @@ class Runner:
     # -- output -----------------------------------------------------------------------------
 
     def _on_pipe(self, t: _Try, fd: int) -> None:
+        if fd not in t.pipes:
+            return
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
@@ -337,9 +353,15 @@ class Runner:
         if self._signal(t, signal.SIGKILL) and t.status is None:
             t.log.note("grace period over: sent SIGKILL to the process group")
 
-    @staticmethod
-    def _signal(t: _Try, sig: int) -> bool:
-        """The group, and the leader by pid too: in its first instant it has not called setsid yet."""
+    def _signal(self, t: _Try, sig: int) -> bool:
+        """The group, and the leader by pid too: in its first instant it has not called setsid yet.
+
+        Whatever carries the try's tag outside the group gets the same signal with the next batch
+        of tag work (one pass over /proc for every try signalled or ended since the last pass).
+        """
+        if self._tag_signals.get(t.tag) != signal.SIGKILL:
+            self._tag_signals[t.tag] = sig
+        self._tag_work()
         hit = _killpg(t.pid, sig)
         if t.status is None:
             try:
@@ -350,6 +372,52 @@ class Runner:
         return hit
 
     # -- the record -------------------------------------------------------------------------
+
+    def _tag_work(self) -> None:
+        if self._tag_timer is None:
+            delay = max(0.0, self._last_scan + TAG_SCAN_GAP - time.monotonic())
+            self._tag_timer = self.loop.call_later(delay, self._do_tag_work, keepalive=True)
+
+    def _do_tag_work(self) -> None:
+        """Send the tags' pending signals, and stop what the tries that ended left running: the
+        processes carrying their tag (they left the session: `setsid -f`, a daemon) get SIGTERM,
+        and SIGKILL after the try's kill_grace. Nothing a try started outlives it."""
+        self._tag_timer = None
+        self._last_scan = time.monotonic()
+        signals, self._tag_signals = self._tag_signals, {}
+        ended, self._ended = self._ended, []
+        found = tagged_pids({*signals, *(t.tag for t, _group in ended)})
+        for tag, sig in signals.items():
+            signal_pids(found[tag], sig)
+        for t, group in ended:
+            try:
+                self._stop_leftovers(t, found[t.tag], group)
+            except Exception:
+                warn(f"stopping what try {t.ref} left running failed:\n{traceback.format_exc()}")
+
+    def _stop_leftovers(self, t: _Try, left: list[int], group: bool) -> None:
+        if not (left or group):
+            return
+        grace = float(t.spec.get("kill_grace", 5.0))
+        signal_pids(left, signal.SIGTERM)
+        where = f"{len(left)} found by its {TAG_VAR} tag" + (", and its process group" if group else "")
+        note = f"processes it started were still running when it ended ({where}): sent SIGTERM, SIGKILL after {grace:g}s"
+        try:
+            log = TaskLog(t.spec["log_path"])
+        except OSError as exc:
+            warn(f"try {t.ref}: {note}; cannot note it in its log: {exc.strerror}")
+        else:
+            log.note(note)
+            log.close()
+        self.loop.call_later(grace, lambda: self._kill_leftovers(t, group), keepalive=True)
+
+    def _kill_leftovers(self, t: _Try, group: bool) -> None:
+        """SIGKILL to the tag, and to the group only if it had members when the try ended: the
+        leader is long reaped, and a group id with no member left may name a new process by now."""
+        if group:
+            _killpg(t.pid, signal.SIGKILL)
+        self._tag_signals[t.tag] = signal.SIGKILL
+        self._tag_work()
 
     def _maybe_finish(self, t: _Try) -> None:
         if t.status is None or t.pipes or self.tries.get(t.ref) is not t:
@@ -369,6 +437,11 @@ class Runner:
             warn(str(problem))
             result["log_incomplete"] = result.get("log_incomplete") or incomplete_note(problem.errno, problem.text)
         self.loop.send({"op": "finished", "result": result})
+        # Right after the reap, while the group id cannot have been reused; a terminated try's
+        # group is left to its sweep. The tag's processes are looked for with the next pass.
+        group = not t.term_sent and _killpg(t.pid, signal.SIGTERM)
+        self._ended.append((t, group))
+        self._tag_work()
 
     def _result(self, t: _Try) -> dict[str, Any]:
         spec = t.spec

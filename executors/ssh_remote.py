@@ -14,7 +14,6 @@ carries the tag, so a recycled pid is never signalled (Linux /proc and procps on
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 import signal
@@ -22,15 +21,12 @@ import signal
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
 
+from .tryprocs import try_tag as try_tag  # the tag is shared with local tries
+
 PGID_LINE = re.compile(rb"^flow-pgid (\d+)\r?$")
 NOTHING_LEFT = 3
 """The kill script's exit status when no process of the try is left."""
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def try_tag(log_path: str) -> str:
-    """Unique per try and per flow installation (the log path names both), and shell-safe."""
-    return hashlib.sha256(log_path.encode()).hexdigest()[:24]
 
 
 def wrap(command: str, env: dict[str, str] | None, cwd: str | None, tag: str) -> str:

@@ -735,7 +735,7 @@ def test_a_dead_runner_fails_its_tries_and_is_replaced(tmp_path: Path) -> None:
             return rec, old_runner, ex.runner_pid
 
     rec, old_runner, new_runner = run(scenario())
-    assert not rec.finished["first"].ok and "runner exited unexpectedly" in (rec.finished["first"].error or "")
+    assert not rec.finished["first"].ok and "died while the try ran" in (rec.finished["first"].error or "")
     wait_until(lambda: gone(rec.started["first"]), what="the orphaned try to be killed")
     assert new_runner != old_runner and rec.finished["second"].xcom == {"return_value": "again"}
 
