@@ -7,8 +7,8 @@ a tick. What keeps one file from delaying the others:
 - ``processes`` children parse at once (the ``parse_processes`` setting).
 - A file still importing after ``slow_after`` seconds gives its slot up to the next file and
   goes on in the background until it finishes or its timeout kills its child; at most
-  ``max_slow`` such files run beside the pool, so a folder of hanging files costs a bounded
-  number of processes, and only those files wait.
+  ``max_slow`` (by default 4 x ``processes``) such files run beside the pool, so a folder of
+  hanging files costs a bounded number of processes, and only those files wait.
 - A child that times out, dies, replies with garbage or leaves processes behind is retired
   (its process group killed, see ``flow.daemon.parser``) and the next file gets a fresh one.
 - Children are closed as soon as the queue is empty, so each burst of changes is parsed by
@@ -56,7 +56,7 @@ class ParsePool:
         self._timeout = timeout
         self._memory_limit = memory_limit
         self._slow_after = slow_after
-        self._max_slow = 2 * processes if max_slow is None else max_slow
+        self._max_slow = 4 * processes if max_slow is None else max_slow
         self._fail_fast = fail_fast
         self._pending: dict[str, None] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
