@@ -396,6 +396,11 @@ class ParseChild:
     def kill_now(self) -> None:
         self._killpg(signal.SIGKILL)
 
+    def abandon(self) -> None:
+        """kill_now, and let go of the pipes without waiting (the loop may be going away)."""
+        self.kill_now()
+        self.transport.close()
+
     def _killpg(self, sig: int) -> None:
         try:
             os.killpg(self.pid, sig)

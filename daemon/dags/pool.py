@@ -72,6 +72,7 @@ class ParsePool:
         self._idle: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._backoff = 0.0
+        self._closing = False
         self.start_error: ParserStartError | None = None
 
     # -- what the watcher calls ------------------------------------------------------------
@@ -119,21 +120,24 @@ class ParsePool:
 
     async def close(self) -> None:
         """Stop at once: parses in flight are abandoned and every child's process group killed."""
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-        jobs = list(self._running.values())
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, *([self._dispatcher] if self._dispatcher else []), return_exceptions=True)
-        self._dispatcher = None
-        self._pending.clear()
-        self._again.clear()
-        busy = self._started.difference(self._children)
-        self._started.clear()
-        for child in busy:
-            child.kill_now()
-        self._children.extend(busy)
-        await self._close_children()
+        self._closing = True
+        try:
+            if self._dispatcher is not None:
+                self._dispatcher.cancel()
+            jobs = list(self._running.values())
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, *([self._dispatcher] if self._dispatcher else []),
+                                 return_exceptions=True)
+            self._dispatcher = None
+            self._pending.clear()
+            self._again.clear()
+            children = list(self._started)
+            self._started.clear()
+            self._children.clear()
+            await asyncio.gather(*(child.kill() for child in children), return_exceptions=True)
+        finally:
+            self._closing = False
 
     # -- inside -----------------------------------------------------------------------------
 
@@ -145,6 +149,17 @@ class ParsePool:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="parse-pool")
 
     async def _dispatch(self) -> None:
+        try:
+            await self._dispatch_forever()
+        except asyncio.CancelledError:
+            if not self._closing:  # the event loop is ending without close(): leave no child behind
+                for child in self._started:
+                    child.abandon()
+                self._started.clear()
+                self._children.clear()
+            raise
+
+    async def _dispatch_forever(self) -> None:
         assert self._slots is not None and self._wakeup is not None and self._idle is not None
         while True:
             while not self._pending:
