@@ -118,7 +118,8 @@ def test_more_hanging_files_than_slow_slots_all_time_out_and_the_rest_parse(tmp_
 
 FORKS_AND_BOTH_GO_ON = """\
 import os
-os.fork()
+if os.fork() == 0:
+    os.setsid()  # the copy leaves the child's session, so the leftover-process sweep cannot see it
 """
 
 
