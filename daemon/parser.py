@@ -88,8 +88,54 @@ def _limit_self(memory_limit: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Orphans of what a DAG file starts come back to this child instead of init, so walking
+    its descendants finds them all, even ones that double-forked or called setsid."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants() -> list[int] | None:
+    """Live descendants of this child (None when /proc has no ``children`` files to walk)."""
+    me = os.getpid()
+    if not os.path.exists(f"/proc/{me}/task/{me}/children"):
+        return None
+    found: list[int] = []
+    todo = [me]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return [pid for pid in found if _alive(pid)]
+
+
 def _session_members() -> list[int]:
-    """Live processes in this child's session other than itself: what the last file left running."""
+    """Live processes in this child's session other than itself (where ``children`` is missing)."""
     me, session = os.getpid(), os.getsid(0)
     found = []
     try:
@@ -118,7 +164,9 @@ def _end_leftovers() -> int:
             break
         if pid == 0:
             break
-    leftovers = _session_members()
+    leftovers = _descendants()
+    if leftovers is None:
+        leftovers = _session_members()
     for pid in leftovers:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -199,6 +247,7 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--memory-limit":
         memory_limit = int(sys.argv[2])
     _limit_self(memory_limit)
+    _become_subreaper()
     proto_in, proto_out = _isolate_protocol()
     faulthandler.enable(file=sys.stderr, all_threads=True)
     faulthandler.register(signal.SIGTERM, file=sys.stderr, all_threads=True, chain=True)

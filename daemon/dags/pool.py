@@ -29,8 +29,9 @@ from ..parser import FileResult, ParseChild, ParserStartError
 
 log = logging.getLogger("flow.parsepool")
 
-SLOW_AFTER = 2.0
-"""Seconds after which a parse stops counting against the pool (most files take well under 1 s)."""
+SLOW_AFTER = 1.0
+"""Seconds after which a parse stops counting against the pool (most files take well under 1 s;
+one that takes longer only costs an extra process for a while)."""
 START_BACKOFF = (1.0, 60.0)
 """First and longest wait before starting a child again after one could not start at all."""
 
@@ -66,6 +67,8 @@ class ParsePool:
         """Idle children, ready for the next file."""
         self._started: set[ParseChild] = set()
         """Every child not yet closed, idle or busy: what ``close`` must end."""
+        self._spares: set[asyncio.Task[None]] = set()
+        """Children being started ahead of need, so a file never waits for an interpreter to boot."""
         self._slots: asyncio.Semaphore | None = None
         self._slow = 0
         self._wakeup: asyncio.Event | None = None
@@ -124,7 +127,7 @@ class ParsePool:
         try:
             if self._dispatcher is not None:
                 self._dispatcher.cancel()
-            jobs = list(self._running.values())
+            jobs = [*self._running.values(), *self._spares]
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, *([self._dispatcher] if self._dispatcher else []),
@@ -153,6 +156,8 @@ class ParsePool:
             await self._dispatch_forever()
         except asyncio.CancelledError:
             if not self._closing:  # the event loop is ending without close(): leave no child behind
+                for spare in self._spares:
+                    spare.cancel()
                 for child in self._started:
                     child.abandon()
                 self._started.clear()
@@ -164,6 +169,8 @@ class ParsePool:
         while True:
             while not self._pending:
                 if not self._running:
+                    if self._spares:  # let them finish starting, so they can be closed cleanly
+                        await asyncio.gather(*self._spares, return_exceptions=True)
                     await self._close_children()
                     if not self._pending and not self._running:
                         self._idle.set()
@@ -226,7 +233,9 @@ class ParsePool:
         while self._children:
             child = self._children.pop()
             if child.alive:
+                self._top_up()
                 return child
+            self._started.discard(child)
         try:
             child = await ParseChild.start(memory_limit=self._memory_limit())
         except ParserStartError as exc:
@@ -242,7 +251,24 @@ class ParsePool:
         self.start_error = None
         self._backoff = 0.0
         self._started.add(child)
+        self._top_up()
         return child
+
+    def _top_up(self) -> None:
+        """Start a spare child while files wait and none is idle (within processes + max_slow)."""
+        if (self._pending and not self._children and not self._spares and not self._closing
+                and len(self._started) < self._processes + self._max_slow):
+            spare = asyncio.create_task(self._start_spare(), name="parse-spare")
+            self._spares.add(spare)
+            spare.add_done_callback(self._spares.discard)
+
+    async def _start_spare(self) -> None:
+        try:
+            child = await ParseChild.start(memory_limit=self._memory_limit())
+        except ParserStartError:
+            return  # the next file that needs a child starts one itself and reports why it cannot
+        self._started.add(child)
+        self._children.append(child)
 
     async def _close_children(self) -> None:
         children, self._children = self._children, []

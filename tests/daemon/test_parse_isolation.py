@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 
 from flow.daemon.client import Client
@@ -49,7 +50,7 @@ def watch_errors(client: Client, wanted: set[str], since: float, limit: float) -
     while not wanted <= set(seen) and time.monotonic() - since < limit:
         for path in import_errors(client):
             seen.setdefault(path, time.monotonic() - since)
-        time.sleep(0.1)
+        time.sleep(0.25)  # each answer carries 99 tracebacks: don't make flowd busy serving them
     return seen
 
 
@@ -79,8 +80,7 @@ def test_a_hostile_dag_folder_holds_up_neither_start_nor_scheduling(tmp_path: Pa
                 assert time.monotonic() - ready < 3 * TIMEOUT, "the good DAGs never loaded"
                 time.sleep(0.1)
         lingering = int(folder.pidfiles["lingers"].read_text())
-        both = [int(p) for p in folder.pidfiles["both"].read_text().split()]
-        assert len(set(both)) == 2, "the fork in b08 should have run the rest of the file in both copies"
+        both = [int(p) for p in folder.pidfiles["both"].read_text().split()]  # the copy may be killed first
         deadline = time.monotonic() + 10
         while not all(gone(p) for p in (lingering, *both)) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -89,7 +89,11 @@ def test_a_hostile_dag_folder_holds_up_neither_start_nor_scheduling(tmp_path: Pa
         assert f.proc.poll() is None
 
         # -- 2. restart with a file edited while flowd was down --------------------------------
+        parsers = [p for p in psutil.Process(f.proc.pid).children(recursive=True)
+                   if "flow.daemon.parser" in " ".join(p.cmdline())]
+        assert parsers, "the hanging files should still be importing in their children"
         assert f.stop() == 0
+        assert all(gone(p.pid) for p in parsers), "a parse child outlived flowd"
         edited = Path(f.dags_folder) / "good_1.py"
         edited.write_text(GOOD.format(dag_id="good_1", every=EVERY, tags=["v2"]))
         t0 = time.monotonic()
