@@ -68,7 +68,7 @@ class ParsePool:
         self._started: set[ParseChild] = set()
         """Every child not yet closed, idle or busy: what ``close`` must end."""
         self._spares: set[asyncio.Task[None]] = set()
-        """Children being started ahead of need, so a file never waits for an interpreter to boot."""
+        """Children booting ahead of need, after a slow or broken file took one away."""
         self._slots: asyncio.Semaphore | None = None
         self._slow = 0
         self._wakeup: asyncio.Event | None = None
@@ -201,6 +201,7 @@ class ParsePool:
                     slow, holds_slot = True, False
                     self._slow += 1
                     self._slots.release()
+                    self._top_up()  # this child is taken for a while: have the next one ready
                 result = await parse
             except BaseException:
                 parse.cancel()
@@ -208,8 +209,9 @@ class ParsePool:
                 raise
             if child.alive:
                 self._children.append(child)
-            else:
+            else:  # timed out, died or retired
                 self._started.discard(child)
+                self._top_up()
         finally:
             if slow:
                 self._slow -= 1
@@ -233,7 +235,6 @@ class ParsePool:
         while self._children:
             child = self._children.pop()
             if child.alive:
-                self._top_up()
                 return child
             self._started.discard(child)
         try:
@@ -251,11 +252,11 @@ class ParsePool:
         self.start_error = None
         self._backoff = 0.0
         self._started.add(child)
-        self._top_up()
         return child
 
     def _top_up(self) -> None:
-        """Start a spare child while files wait and none is idle (within processes + max_slow)."""
+        """A child was lost to a slow or broken file: while files wait and none is idle, boot a
+        spare now (within processes + max_slow), so the next file does not wait for a boot."""
         if (self._pending and not self._children and not self._spares and not self._closing
                 and len(self._started) < self._processes + self._max_slow):
             spare = asyncio.create_task(self._start_spare(), name="parse-spare")
