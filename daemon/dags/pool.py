@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Callable, Iterable
 
 from ..parser import FileResult, ParseChild, ParserStartError
@@ -110,6 +111,8 @@ class ParsePool:
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """True once every submitted file has its result (False if ``timeout`` passed first)."""
         if not self.busy:
+            if self._fail_fast and self.start_error is not None:
+                raise self.start_error
             return True
         assert self._idle is not None
         try:
@@ -154,6 +157,11 @@ class ParsePool:
     async def _dispatch(self) -> None:
         try:
             await self._dispatch_forever()
+        except Exception:  # a bug here must not stop the folder from being parsed for good
+            log.exception("the DAG parse pool failed; it restarts with the next change")
+            self._pending.clear()
+            if self._idle is not None:
+                self._idle.set()
         except asyncio.CancelledError:
             if not self._closing:  # the event loop is ending without close(): leave no child behind
                 for spare in self._spares:
@@ -203,13 +211,18 @@ class ParsePool:
                     self._slots.release()
                     self._top_up()  # this child is taken for a while: have the next one ready
                 result = await parse
+            except Exception as exc:  # a bug on our side: the file still gets an answer
+                log.exception("parsing %s failed in flowd", path)
+                child.abandon()
+                result = FileResult(error=(f"{path}: flowd could not parse it: {type(exc).__name__}: {exc}",
+                                           traceback.format_exc()))
             except BaseException:
                 parse.cancel()
                 child.kill_now()
                 raise
-            if child.alive:
+            if child.alive and not child.transport.is_closing():
                 self._children.append(child)
-            else:  # timed out, died or retired
+            else:  # timed out, died, retired or abandoned
                 self._started.discard(child)
                 self._top_up()
         finally:
