@@ -28,10 +28,9 @@ from .systemd import Notifier, activated_socket, monotonic_usec, watchdog_interv
 
 log = logging.getLogger("flow.flowd")
 
-LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse_timeout", "parse_memory_limit",
-                 "kill_grace",
+LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse_timeout", "kill_grace",
                  "log_level", "log_retention_days", "max_log_bytes_per_try", "callback_timeout",
-                 "sample_interval", "min_free_memory")
+                 "sample_interval", "min_free_memory", "parse_memory_limit")
 """What a reload (SIGHUP) applies to the running daemon; everything else needs a restart."""
 STATUS_PERIOD = 2.0
 RELOAD_PARSE_WAIT = 10.0
