@@ -157,3 +157,23 @@ def test_a_bad_parse_setting_is_one_line_and_exit_1(tmp_path: Path, value: str) 
         assert "parse_memory_limit" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     finally:
         f.discard()
+
+
+def test_a_reload_with_a_hanging_file_is_ready_again_before_its_timeout(tmp_path: Path) -> None:
+    f = make_flowd(tmp_path)
+    f.env["FLOW_PARSE_TIMEOUT"] = "60"
+    f.add_dag("hangs.py", "import time\ntime.sleep(1000)\n")
+    f.add_dag("good.py", GOOD.format(dag_id="good", every=3600, tags=[]))
+    try:
+        f.start()
+        mark = len(f.notifications())
+        t0 = time.monotonic()
+        f.proc.send_signal(1)  # SIGHUP
+        ready = f.wait_notification("READY=1", after=f.wait_notification("RELOADING=1", after=mark), timeout=50)
+        waited = time.monotonic() - t0
+        assert waited < 40, f"the reload waited {waited:.0f}s for a file that hangs for 60s"
+        assert any(n.startswith("STATUS=1 DAGs") for n in f.notifications()[ready:]), f.notifications()[mark:]
+        assert "still being parsed" in f.stderr()
+        assert f.proc.poll() is None
+    finally:
+        f.discard()
