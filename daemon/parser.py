@@ -284,6 +284,15 @@ REPLY_LIMIT = 64 * 1024 * 1024
 """A reply line longer than this is not a parse result but something writing to the protocol."""
 
 
+TIMED_OUT = "timed out after"
+"""In the import error of a file whose parse overran its timeout (see ``ParseChild.parse``)."""
+
+
+def timed_out(message: str) -> bool:
+    """Whether a stored import error says its file's parse overran its timeout."""
+    return f": {TIMED_OUT} " in message and "while importing" in message
+
+
 def _fmt_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -412,7 +421,7 @@ class ParseChild:
             except TimeoutError:
                 await self.kill(term_first=True)
                 return FileResult(error=(
-                    f"{path}: timed out after {_fmt_seconds(timeout)} while importing "
+                    f"{path}: {TIMED_OUT} {_fmt_seconds(timeout)} while importing "
                     "(the file must not block at import)", self.protocol.take_stderr()))
         reply = None
         if line:

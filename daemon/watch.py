@@ -18,6 +18,7 @@ from flow.units import parse_size
 
 from .dags.pool import ParsePool
 from .loader import DagFolder, DagRegistry, FileResult, parse_files
+from .parser import timed_out
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -71,7 +72,8 @@ class FolderWatcher:
 
         Returns the number of files queued.
         """
-        gone = [] if self._seeded else self._seed()
+        first = not self._seeded
+        gone = self._seed() if first else []
         try:
             changes = self.folder.scan()
         except FileNotFoundError as exc:
@@ -79,8 +81,20 @@ class FolderWatcher:
             return 0
         self.pool.forget(changes.deleted)
         self._apply({}, changes.deleted, gone)
-        self.pool.submit(changes.changed)
+        self.pool.submit(self._first_order(changes.changed) if first else changes.changed)
         return len(changes.changed)
+
+    def _first_order(self, paths: list[str]) -> list[str]:
+        """Every file is parsed after a start; the ones that hold scheduled DAGs go first (a file
+        edited while flowd was down replaces its stored form soonest), the ones that timed out
+        last time go last (they would only take children away from the others)."""
+        owners = {ser["fileloc"] for dag_id, ser in self.engine.dags.items() if dag_id not in self.engine.inactive}
+        try:
+            slow = {row["filename"] for row in self.engine.store.import_errors() if timed_out(row["message"])}
+        except Exception as exc:  # the order is an optimisation: never a reason not to parse
+            log.warning("cannot read the stored import errors: %s", exc)
+            slow = set()
+        return sorted(paths, key=lambda p: 0 if p in owners else 2 if p in slow else 1)
 
     def rescan(self) -> None:
         """Forget what was seen, so the next refresh parses every file again (SIGHUP)."""

@@ -9,7 +9,8 @@ good DAGs that run every five seconds (tests/daemon/badfolder.py). Two phases:
    processes the forking files left behind are gone.
 2. A restart with the same folder (and one good file edited while flowd was down): READY well
    before any hanging file's timeout, the five DAGs run on time from their stored form while
-   the folder is parsed again, the edited file's new form replaces the stored one, and the
+   the folder is parsed again, the edited file's new form replaces the stored one (files that
+   hold stored DAGs are parsed first, ones that timed out before last), and the
    hanging files' timeouts are reported one timeout (plus the pool's hand-over) after READY,
    not one after the other.
 """
@@ -119,6 +120,8 @@ def test_a_hostile_dag_folder_holds_up_neither_start_nor_scheduling(tmp_path: Pa
                     break
                 time.sleep(0.2)
         assert tags_seen is not None, "the file edited while flowd was down was not loaded again"
+        # Files that hold stored DAGs are parsed first after a start, the ones that timed out last.
+        assert tags_seen < min(seen.values()), (tags_seen, seen)
         assert sorted(seen) == sorted(folder.hanging), f"hanging files without a timeout error: {seen}"
         # Five 20 s timeouts one after the other would take 100 s; side by side they take one.
         assert max(seen.values()) < 2 * TIMEOUT, seen
