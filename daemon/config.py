@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from flow.units import parse_threshold
+from flow.units import parse_size, parse_threshold
 
 
 class ConfigError(ValueError):
@@ -67,6 +67,11 @@ class Settings:
     default_timezone: str = ""
     paused_at_creation: bool = False
     parse_timeout: float = 30.0
+    parse_processes: int = 2
+    """DAG files parsed at once, each in its own child process, beside the scheduler."""
+    parse_memory_limit: str = "4GiB"
+    """Address space a parse child may use ("4GiB"; empty: no limit); over it, the file's import
+    fails with MemoryError instead of pressing the host's memory."""
     kill_grace: float = 5.0
     executor: str = "local"
     socket_path: str = ""
@@ -113,6 +118,8 @@ class Settings:
         "default_timezone": "FLOW_DEFAULT_TIMEZONE",
         "paused_at_creation": "FLOW_PAUSED_AT_CREATION",
         "parse_timeout": "FLOW_PARSE_TIMEOUT",
+        "parse_processes": "FLOW_PARSE_PROCESSES",
+        "parse_memory_limit": "FLOW_PARSE_MEMORY_LIMIT",
         "kill_grace": "FLOW_KILL_GRACE",
         "executor": "FLOW_EXECUTOR",
         "socket_path": "FLOW_SOCKET",
@@ -299,6 +306,14 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
             raise ConfigError(f"setting min_free_memory = {settings.min_free_memory!r} from "
                               f"{sources['min_free_memory']}: expected a share of the host's memory such as "
                               "'10%' or a size such as '2GiB'") from None
+    settings.parse_memory_limit = settings.parse_memory_limit.strip()
+    if settings.parse_memory_limit:
+        try:
+            parse_size(settings.parse_memory_limit, "parse_memory_limit")
+        except ValueError:
+            raise ConfigError(f"setting parse_memory_limit = {settings.parse_memory_limit!r} from "
+                              f"{sources['parse_memory_limit']}: expected a size such as '4GiB', "
+                              "or empty for no limit") from None
     settings.db_url = normalize_db_url(settings.db_url)
     settings.sources = sources
     settings.notifiers = notifiers

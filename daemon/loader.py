@@ -1,10 +1,11 @@
 """The DAG-folder loader: notice which files changed, parse them in a child process, track ownership.
 
 flowd never imports user DAG code itself: a file that hangs, segfaults or calls ``os._exit`` at
-import must cost the daemon nothing but that file's import error. ``parse_files_async`` runs
+import must cost the daemon nothing but that file's import error. Files are parsed by
 ``python -m flow.daemon.parser`` (that module holds both ends of the protocol) in its own
-session; when one file overruns its timeout or the child dies, the child's whole process group
-is killed, the file gets an import error, and a fresh child takes the files that remain.
+session, driven by a ``flow.daemon.dags.pool.ParsePool``; when one file overruns its timeout or
+the child dies, the child's whole process group is killed, the file gets an import error, and a
+fresh child takes the files that remain.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .parser import FileResult, ParseChild, ParserStartError
+from .dags.pool import ParsePool
+from .parser import FileResult, ParserStartError
 
 log = logging.getLogger(__name__)
 
@@ -132,36 +134,34 @@ class DagFolder:
 # Parsing in a child process
 
 
-async def parse_files_async(paths: Iterable[str], *, timeout: float = 30.0) -> dict[str, FileResult]:
+async def parse_files_async(paths: Iterable[str], *, timeout: float = 30.0,
+                            memory_limit: int | None = None) -> dict[str, FileResult]:
     """Parse each file in a child process; every file gets a result, broken files an import error.
 
     ``timeout`` bounds each file's import, not the batch. Raises ParserStartError only when a
-    fresh child cannot even import flow (a broken installation, not a broken DAG file).
+    fresh child cannot even import flow (a broken installation, not a broken DAG file). One
+    child at a time, as the CLI wants; flowd keeps a ``ParsePool`` of its own instead.
     """
     if timeout <= 0:
         raise ValueError(f"parse timeout must be positive, got {timeout!r}")
-    pending = list(dict.fromkeys(paths))
     results: dict[str, FileResult] = {}
-    while pending:
-        child = await ParseChild.start()
-        try:
-            while pending and child.alive:
-                path = pending.pop(0)
-                results[path] = await child.parse(path, timeout)
-        except BaseException:
-            child.kill_now()  # cancelled (flowd shutting down): leave no parser behind
-            raise
-        finally:
-            await child.close()
+    pool = ParsePool(results.__setitem__, processes=1, timeout=lambda: timeout,
+                     memory_limit=lambda: memory_limit, fail_fast=True)
+    try:
+        pool.submit(dict.fromkeys(paths))
+        await pool.wait_idle()
+    finally:
+        await pool.close()  # also when cancelled (flowd shutting down): leave no parser behind
     return results
 
 
-def parse_files(paths: Iterable[str], *, timeout: float = 30.0) -> dict[str, FileResult]:
-    """Blocking form of ``parse_files_async`` for the CLI; flowd's loop awaits the async one."""
+def parse_files(paths: Iterable[str], *, timeout: float = 30.0,
+                memory_limit: int | None = None) -> dict[str, FileResult]:
+    """Blocking form of ``parse_files_async`` for the CLI; flowd parses through a ``ParsePool``."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(parse_files_async(paths, timeout=timeout))
+        return asyncio.run(parse_files_async(paths, timeout=timeout, memory_limit=memory_limit))
     raise RuntimeError("parse_files() blocks; inside an event loop use `await parse_files_async(...)`")
 
 

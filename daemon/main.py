@@ -33,9 +33,12 @@ log = logging.getLogger("flow.flowd")
 
 LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse_timeout", "kill_grace",
                  "log_level", "log_retention_days", "max_log_bytes_per_try", "callback_timeout",
-                 "sample_interval", "min_free_memory")
+                 "sample_interval", "min_free_memory", "parse_memory_limit")
 """What a reload (SIGHUP) applies to the running daemon; everything else needs a restart."""
 STATUS_PERIOD = 2.0
+RELOAD_PARSE_WAIT = 10.0
+"""Seconds a reload waits for the DAG folder's re-parse before it says READY=1 again; files still
+being parsed then (a hanging one, say) arrive later, as they would without a reload."""
 
 
 class StartupError(Exception):
@@ -250,15 +253,20 @@ class Daemon:
             log.exception("checking the notifiers DAGs name failed")
 
     async def rescan_all(self) -> None:
-        """Parse every DAG file again, as a fresh start would (a new watcher re-reads everything)."""
-        from .watch import FolderWatcher
-
-        self.watcher = FolderWatcher(self.engine)
+        """Parse every DAG file again, as a fresh start would, and wait (a while) for the results."""
+        self.watcher.rescan()
         await self.refresh()
+        if not await self.watcher.settle(RELOAD_PARSE_WAIT):
+            log.info("reload: some DAG files are still being parsed after %gs; they load when done",
+                     RELOAD_PARSE_WAIT)
 
     async def start(self) -> None:
-        """Everything before READY=1: the store, recovery, the first parse, the socket."""
+        """Everything before READY=1: the store, recovery, the socket. Not the DAG folder: the
+        engine schedules the DAGs the store holds, and the folder is parsed beside it once the
+        loop runs (the first scan re-parses every file, so what changed while flowd was down
+        replaces its stored form when its parse arrives)."""
         from .server import Server, ServerError
+        from .watch import FolderWatcher
 
         if self.settings.metrics_listen:
             from .monitor.exporter import ExporterError, parse_listen
@@ -268,7 +276,7 @@ class Daemon:
             except ExporterError as exc:
                 raise StartupError(str(exc)) from None
         self.open_engine()
-        await self.rescan_all()
+        self.watcher = FolderWatcher(self.engine)
         self.server = Server(self.engine, self.settings, sock=self.sock)
         try:
             await self.server.start()
@@ -448,6 +456,11 @@ class Daemon:
             engine_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await engine_task
+        if self.watcher is not None:
+            try:
+                await self.watcher.close()
+            except Exception:
+                log.exception("stopping the DAG parsers failed")
         if self.engine is not None and self.engine.notifications is not None:
             self.engine.notifications.close()
         with contextlib.suppress(Exception):

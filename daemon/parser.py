@@ -12,9 +12,16 @@ Protocol, one JSON object per line:
   when flow itself cannot be imported (then the child exits with status 2);
 - parent -> child: ``{"path": "/abs/dag.py"}``;
 - child -> parent, one per request, in order:
-  ``{"path": ..., "dags": [serialized DAG, ...], "error": [message, traceback] | null}``.
+  ``{"path": ..., "dags": [serialized DAG, ...], "error": [message, traceback] | null,
+  "lingering": N}``, where N counts the processes the file left running in the child's session
+  (the child has already SIGKILLed them; the parent retires the child so nothing of the file's
+  survives into the next one).
 
-The child exits when its protocol stdin closes. faulthandler writes a Python traceback to
+The child exits when its protocol stdin closes. A copy of the child made by ``os.fork()`` in a
+DAG file never speaks the protocol: its protocol fds are pointed at /dev/null in the fork, and it
+exits as soon as the import returns in it. The child lowers its own OOM score to be the kernel's
+first choice, and takes an address-space limit (``--memory-limit BYTES``) so a file that
+allocates too much gets a MemoryError instead of pushing the host into swap. faulthandler writes a Python traceback to
 stderr on a fatal signal and on SIGTERM (then dies of it), which is how the parent learns
 where a file crashed or hung. The parent side, ``ParseChild``, is what ``flow.daemon.loader``
 drives; it lives here so that the protocol is defined in one file.
@@ -27,6 +34,7 @@ import faulthandler
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -48,7 +56,123 @@ def _isolate_protocol() -> tuple[BinaryIO, BinaryIO]:
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
+    protocol_fds = (proto_in.fileno(), proto_out.fileno())
+    os.register_at_fork(after_in_child=lambda: _silence_fork(protocol_fds))
     return proto_in, proto_out
+
+
+def _silence_fork(protocol_fds: tuple[int, ...]) -> None:
+    """In a fork made by user code: the protocol fds become /dev/null, so the copy can neither
+    steal the next request nor send a second reply. The fd numbers stay valid (not closed) so
+    nothing else can be opened under them and be written to by mistake."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in protocol_fds:
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
+
+
+def _limit_self(memory_limit: int | None) -> None:
+    """The kernel's OOM killer picks this child before flowd; an address-space cap turns a huge
+    allocation into a MemoryError (the file's import error) long before that."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write("1000")
+    except OSError:
+        pass
+    if memory_limit:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Orphans of what a DAG file starts come back to this child instead of init, so walking
+    its descendants finds them all, even ones that double-forked or called setsid."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants() -> list[int] | None:
+    """Live descendants of this child (None when /proc has no ``children`` files to walk)."""
+    me = os.getpid()
+    if not os.path.exists(f"/proc/{me}/task/{me}/children"):
+        return None
+    found: list[int] = []
+    todo = [me]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return [pid for pid in found if _alive(pid)]
+
+
+def _session_members() -> list[int]:
+    """Live processes in this child's session other than itself (where ``children`` is missing)."""
+    me, session = os.getpid(), os.getsid(0)
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == session:
+            found.append(int(entry))
+    return found
+
+
+def _end_leftovers() -> int:
+    """SIGKILL what the last file left running in this session; returns how many there were."""
+    while True:  # reap finished children first: a zombie runs nothing
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    leftovers = _descendants()
+    if leftovers is None:
+        leftovers = _session_members()
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(leftovers)
 
 
 def _send(out: BinaryIO, message: dict[str, Any]) -> None:
@@ -107,14 +231,23 @@ def serve(proto_in: BinaryIO, proto_out: BinaryIO) -> None:
         _flush_user_streams()
         os._exit(2)
     _send(proto_out, READY)
+    me = os.getpid()
     for line in proto_in:
         request = json.loads(line)
         reply = parse_one(request["path"], load_file, serialize_dag)
+        if os.getpid() != me:
+            os._exit(0)  # a fork made at import came back here: only the real child replies
         _flush_user_streams()
+        reply["lingering"] = _end_leftovers()
         _send(proto_out, reply)
 
 
 def main() -> None:
+    memory_limit = None
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory-limit":
+        memory_limit = int(sys.argv[2])
+    _limit_self(memory_limit)
+    _become_subreaper()
     proto_in, proto_out = _isolate_protocol()
     faulthandler.enable(file=sys.stderr, all_threads=True)
     faulthandler.register(signal.SIGTERM, file=sys.stderr, all_threads=True, chain=True)
@@ -145,6 +278,19 @@ STARTUP_TIMEOUT = 60.0
 TERM_GRACE = 2.0
 """Seconds between SIGTERM (which makes the child print where it hung) and SIGKILL."""
 STDERR_KEEP = 64 * 1024
+"""The tail of a file's output kept for its import error; a file that prints 100 MB costs flowd
+reading it through the pipe, never holding it."""
+REPLY_LIMIT = 64 * 1024 * 1024
+"""A reply line longer than this is not a parse result but something writing to the protocol."""
+
+
+TIMED_OUT = "timed out after"
+"""In the import error of a file whose parse overran its timeout (see ``ParseChild.parse``)."""
+
+
+def timed_out(message: str) -> bool:
+    """Whether a stored import error says its file's parse overran its timeout."""
+    return f": {TIMED_OUT} " in message and "while importing" in message
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -176,15 +322,22 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self.stderr_closed = loop.create_future()
         self._stdout = bytearray()
         self._stderr = bytearray()
+        self.overflowed = False
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
+            if self.overflowed:
+                return
             start = len(self._stdout)
             self._stdout += data
             while (end := self._stdout.find(b"\n", start)) >= 0:
                 self.lines.put_nowait(bytes(self._stdout[:end]))
                 del self._stdout[: end + 1]
                 start = 0
+            if len(self._stdout) > REPLY_LIMIT:
+                self.overflowed = True
+                self._stdout.clear()
+                self.lines.put_nowait(b"")  # an unreadable reply: the child is killed for it
         else:
             self._stderr += data
             if len(self._stderr) > STDERR_KEEP:
@@ -223,12 +376,14 @@ class ParseChild:
         self.pid: int = transport.get_pid()
 
     @classmethod
-    async def start(cls) -> ParseChild:
+    async def start(cls, *, memory_limit: int | None = None) -> ParseChild:
+        """A ready child; ``memory_limit`` caps its address space (bytes; None: no cap)."""
         loop = asyncio.get_running_loop()
+        limit = ["--memory-limit", str(int(memory_limit))] if memory_limit else []
         # -P: flowd's working directory must not shadow modules in the child (DAG files' own
         # folders are put on sys.path by flow.dagbag).
         transport, protocol = await loop.subprocess_exec(
-            lambda: _ChildProtocol(loop), sys.executable, "-P", "-m", "flow.daemon.parser",
+            lambda: _ChildProtocol(loop), sys.executable, "-P", "-m", "flow.daemon.parser", *limit,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         child = cls(transport, protocol)
@@ -266,7 +421,7 @@ class ParseChild:
             except TimeoutError:
                 await self.kill(term_first=True)
                 return FileResult(error=(
-                    f"{path}: timed out after {_fmt_seconds(timeout)} while importing "
+                    f"{path}: {TIMED_OUT} {_fmt_seconds(timeout)} while importing "
                     "(the file must not block at import)", self.protocol.take_stderr()))
         reply = None
         if line:
@@ -278,17 +433,31 @@ class ParseChild:
             await _within(self.protocol.exited, TERM_GRACE)
             status = self.transport.get_returncode()
             await self.kill()
-            what = "sent an unreadable reply" if line else _describe_exit(status)
+            if self.protocol.overflowed:
+                what = f"sent a reply longer than {REPLY_LIMIT >> 20} MiB"
+            else:
+                what = "sent an unreadable reply" if line else _describe_exit(status)
             message = f"the parser {what} while importing {path}"
             return FileResult(error=(message, self.protocol.take_stderr()))
         output = self.protocol.take_stderr()
         if output:
             log.debug("output of %s while importing:\n%s", path, output.rstrip())
+        lingering = reply.get("lingering") or 0
+        if lingering:
+            # Killed by the child already; retiring the child also ends threads and state the
+            # file left behind, so the next file starts clean.
+            log.warning("%s left %d process(es) running after its import; they were killed", path, lingering)
+            await self.kill()
         error = reply.get("error")
         return FileResult(dags=list(reply.get("dags") or []), error=tuple(error) if error else None)
 
     def kill_now(self) -> None:
         self._killpg(signal.SIGKILL)
+
+    def abandon(self) -> None:
+        """kill_now, and let go of the pipes without waiting (the loop may be going away)."""
+        self.kill_now()
+        self.transport.close()
 
     def _killpg(self, sig: int) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -197,7 +198,8 @@ def test_sighup_reloads_settings_and_parses_every_dag_file_again(flowd: Flowd):
     notes = flowd.notifications()
     usec = next(n for n in notes[reloading:ready] if n.startswith("MONOTONIC_USEC="))
     assert before_ns // 1000 <= int(usec.split("=")[1]) <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    assert notes[ready + 1] == "STATUS=1 DAGs, 0 running, 0 import errors"
+    # The DAG's @once run may already be running: the engine ticks while the folder is re-parsed.
+    assert re.fullmatch(r"STATUS=1 DAGs, [01] running, 0 import errors", notes[ready + 1]), notes[ready + 1]
     err = flowd.stderr()
     assert "parallelism = 7" in err
     assert "operator_group changed to 'ops'" in err and "needs a restart" in err
