@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from flow import paths
+
 from .config import ConfigError, Settings, load_settings
 
 EXIT_FAILED = 1
@@ -53,6 +55,13 @@ class Ctx:
             except ConfigError as exc:
                 raise Fail(str(exc)) from None
         return self._settings
+
+    def socket_candidates(self) -> list[str]:
+        """The socket named by --socket, $FLOW_SOCKET or flowd.toml; else the user's own flowd's,
+        then the system flowd's (flow.paths, the order flowtui uses too)."""
+        s = self.settings
+        named = s.socket_path if s.sources.get("socket_path", "default") != "default" else None
+        return paths.socket_candidates(named)
 
     def store(self) -> Any:
         from .store import Store, StoreError
@@ -125,7 +134,8 @@ def print_table(rows: list[list[Any]], header: list[str]) -> None:
 @click.option("--dags-folder", envvar=None, help="DAG folder (default: $FLOW_DAGS_FOLDER or ~/.config/flowd/dags).")
 @click.option("--db", "db_url", help="Database URL or SQLite path (default: $FLOW_DB_URL or the user data dir).")
 @click.option("--log-folder", help="Task log folder (default: $FLOW_LOG_FOLDER or the user data dir).")
-@click.option("--socket", "socket_path", help="flowd's socket (default: $FLOW_SOCKET or the user runtime dir).")
+@click.option("--socket", "socket_path", help="flowd's socket (default: $FLOW_SOCKET, flowd.toml, else your own flowd's "
+              "socket if it exists, then /run/flowd/flowd.sock).")
 @click.option("--utc", is_flag=True, envvar="FLOW_UTC",
               help="Show times in UTC (also FLOW_UTC=1); by default they are in default_timezone, with the zone.")
 @click.version_option(package_name="flowtui", prog_name="flow")
