@@ -15,7 +15,7 @@ import click
 
 from flow import paths
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, load_settings, mask_url
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -73,6 +73,8 @@ class Ctx:
 
     def engine(self, *, parse: bool = True, listener: Any = None) -> Any:
         """An engine on the configured database, its DAGs refreshed from the folder."""
+        import sqlalchemy.exc
+
         from flow.executors.base import build_executor
 
         from .engine import Engine
@@ -80,13 +82,25 @@ class Ctx:
 
         executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
         engine = Engine(self.store(), executor, self.settings, schedule=False, listener=listener)
-        engine.load(run_keys=set())
-        if parse:
-            try:
+        try:
+            engine.load(run_keys=set())
+            if parse:
                 FolderWatcher(engine).refresh_sync()
-            except FileNotFoundError as exc:
-                raise Fail(f"{exc} (set --dags-folder or FLOW_DAGS_FOLDER)") from None
+        except FileNotFoundError as exc:
+            raise Fail(f"{exc} (set --dags-folder or FLOW_DAGS_FOLDER)") from None
+        except sqlalchemy.exc.OperationalError as exc:
+            raise Fail(self._unwritable(exc)) from None
         return engine
+
+    def _unwritable(self, exc: Exception) -> str:
+        """One line for a database the offline commands cannot write (they record the DAGs they
+        parse): on a server that is the service's database, owned by its user."""
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        where = f"cannot write the database {mask_url(self.settings.db_url)} ({reason})"
+        if self.settings.sources.get("db_url") != "command line" and paths.client_config().system:
+            return (f"{where}: it is the flowd service's (from {paths.system_config_file()}); run offline "
+                    "commands as its user (sudo -u flowd flow ...), or use --db for a database of your own")
+        return where
 
 
 def parse_json_option(value: str | None, name: str) -> Any:

@@ -26,5 +26,5 @@ cp "$SRC/packaging/debian/conffiles" "$stage/DEBIAN/conffiles"
 for script in postinst prerm postrm; do
   install -m 755 "$SRC/packaging/debian/$script" "$stage/DEBIAN/$script"
 done
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$out" >/dev/null
+dpkg-deb --root-owner-group -Zgzip --build "$stage" "$out" >/dev/null
 echo "built $out"
