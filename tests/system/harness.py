@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
 MIRROR = os.environ.get("FLOW_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = sorted("systemd systemd-sysv dbus python3 python3-venv make sudo tmux procps".split())
+PACKAGES = sorted("systemd systemd-sysv libpam-systemd dbus python3 python3-venv make sudo tmux procps".split())
 CACHE = Path(os.environ.get("FLOW_TEST_ROOT_CACHE", "/var/cache/flow-test-root"))
 ROOT_PIP_CONF = "[global]\nno-index = true\nfind-links = /var/cache/flow-wheels\ndisable-pip-version-check = true\n"
 MASKED = ("console-getty.service", "getty@tty1.service", "serial-getty@console.service",

@@ -5,6 +5,7 @@ it. The tests share that one machine and run in file order, each leaving flowd r
 - an operator (group flow) uses `flow status` and `flowtui`; a viewer (flow-view) reads, cannot trigger;
 - `systemctl restart` and `kill -9` while 20 tasks run lose and repeat none (KillMode=process and
   adoption); `systemctl stop` leaves running tasks running, as the README says;
+- an operator's own flowd runs under `systemctl --user` (the user units) and her `flow` prefers it;
 - the watchdog restarts a flowd whose loop is stopped; with only flowd.socket enabled the first
   `flow status` starts flowd; journald has flowd's lines with their priorities; reload re-reads
   the configuration;
@@ -230,6 +231,26 @@ def test_the_journal_has_flowds_lines_with_priorities_and_reload_rereads_the_con
     assert needs_restart and priorities[needs_restart[-1]] == "4", priorities
     server.run("sed -i 's/^stop_mode = \"kill\"$/# stop_mode = \"adopt\"/' /etc/flowd/flowd.toml")
     server.run("systemctl reload flowd")
+
+
+def test_a_users_own_flowd_runs_under_systemctl_user_and_their_flow_prefers_it(server: SystemdRoot):
+    uid = server.run(f"id -u {OPERATOR}").stdout.strip()
+    runtime = f"XDG_RUNTIME_DIR=/run/user/{uid}"
+    server.run(f"loginctl enable-linger {OPERATOR}")
+    try:
+        server.wait_for(f"test -S /run/user/{uid}/systemd/private", timeout=60, what="alice's systemd")
+        server.run(f"{runtime} systemctl --user enable --now flowd.socket", user=OPERATOR)
+        assert server.run(f"{runtime} systemctl --user is-active flowd.service", user=OPERATOR,
+                          check=False).stdout.strip() == "inactive"
+        status = server.run(f"{runtime} flow status", user=OPERATOR, timeout=60).stdout
+        assert f"socket     /run/user/{uid}/flowd/flowd.sock" in status  # her own, started by the socket
+        assert f"DAG folder /home/{OPERATOR}/.config/flowd/dags" in status
+        assert server.run(f"{runtime} systemctl --user is-active flowd.service", user=OPERATOR).stdout.strip() == "active"
+        server.run(f"{runtime} systemctl --user disable --now flowd.socket flowd.service", user=OPERATOR)
+        # Her own flowd gone, her flow finds the system's again.
+        assert "socket     /run/flowd/flowd.sock" in server.run(f"{runtime} flow status", user=OPERATOR).stdout
+    finally:
+        server.run(f"loginctl disable-linger {OPERATOR}", check=False)
 
 
 def test_uninstall_keeps_the_data_and_the_deb_installs_and_starts_the_same_way(server: SystemdRoot):
