@@ -2,17 +2,23 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-test
+RUN_STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-stop test lint bench clean
+.PHONY: demo demo-stop test lint bench clean install uninstall deb
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# `make demo` needs flow only; the test kit (pytest, ruff, PostgreSQL driver...) is for `make test`.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 # `make demo`: flowd (user mode) on the example DAGs in the background, `flow status`, one triggered
 # run followed to the end, another triggered, the SSH example on localhost (working where sshd runs
@@ -22,7 +28,7 @@ DEMO := $(CURDIR)/demo-home
 DEMO_ENV := FLOW_DAGS_FOLDER=$(CURDIR)/dags FLOW_DB_URL=sqlite:///$(DEMO)/flow.db \
 	FLOW_LOG_FOLDER=$(DEMO)/logs FLOW_SOCKET=$(DEMO)/flowd.sock FLOW_CONNECTIONS=$(DEMO)/connections.toml
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	@mkdir -p $(DEMO)
 	@if $(DEMO_ENV) $(BIN)/flow status >/dev/null 2>&1; then echo "flowd already running on $(DEMO)/flowd.sock"; \
 	else echo "== starting flowd (log: demo-home/flowd.log)"; \
@@ -51,16 +57,28 @@ demo-stop:
 lint: $(STAMP)
 	$(BIN)/ruff check flow daemon executors tui tests bench dags
 
-# The SSH tests need Debian's openssh-server (a real sshd on 127.0.0.1) and the console's end-to-end
-# tests tmux; installed here when missing and root.
+# The SSH tests need Debian's openssh-server (a real sshd on 127.0.0.1), the console's end-to-end
+# tests tmux, tests/system debootstrap: scripts/bootstrap-apt.sh installs them when missing and root.
 test: $(STAMP) lint
-	@need=""; [ -x /usr/sbin/sshd ] || need="openssh-server"; command -v tmux >/dev/null || need="$$need tmux"; \
-	if [ -n "$$need" ] && [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; fi
+	@scripts/bootstrap-apt.sh
 	$(BIN)/python -m pytest -q -x -n 4 --dist loadfile --durations=10
+
+# As root: flow in its own virtualenv at /opt/flow, flow/flowd/flowtui in /usr/local/bin, the units,
+# sysusers and tmpfiles snippets, /etc/flowd (never overwritten); README "Install on a server".
+# `make uninstall` keeps configuration, database and logs unless PURGE=1.
+install:
+	@scripts/install.sh install
+
+uninstall:
+	@PURGE=$(PURGE) scripts/install.sh uninstall
+
+# flow_<version>_<arch>.deb: the same layout (venv at /opt/flow, links in /usr/bin, units in
+# /usr/lib/systemd), maintainer scripts from packaging/debian; built with dpkg-deb, no root needed.
+deb:
+	@scripts/build-deb.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info flow_*.deb

@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
-from .config import ConfigError, Settings, load_settings
+from flow import paths
+
+from .config import ConfigError, Settings, load_settings, mask_url
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -54,6 +56,13 @@ class Ctx:
                 raise Fail(str(exc)) from None
         return self._settings
 
+    def socket_candidates(self) -> list[str]:
+        """The socket named by --socket, $FLOW_SOCKET or flowd.toml; else the user's own flowd's,
+        then the system flowd's (flow.paths, the order flowtui uses too)."""
+        s = self.settings
+        named = s.socket_path if s.sources.get("socket_path", "default") != "default" else None
+        return paths.socket_candidates(named)
+
     def store(self) -> Any:
         from .store import Store, StoreError
 
@@ -64,6 +73,8 @@ class Ctx:
 
     def engine(self, *, parse: bool = True, listener: Any = None) -> Any:
         """An engine on the configured database, its DAGs refreshed from the folder."""
+        import sqlalchemy.exc
+
         from flow.executors.base import build_executor
 
         from .engine import Engine
@@ -71,13 +82,25 @@ class Ctx:
 
         executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
         engine = Engine(self.store(), executor, self.settings, schedule=False, listener=listener)
-        engine.load(run_keys=set())
-        if parse:
-            try:
+        try:
+            engine.load(run_keys=set())
+            if parse:
                 FolderWatcher(engine).refresh_sync()
-            except FileNotFoundError as exc:
-                raise Fail(f"{exc} (set --dags-folder or FLOW_DAGS_FOLDER)") from None
+        except FileNotFoundError as exc:
+            raise Fail(f"{exc} (set --dags-folder or FLOW_DAGS_FOLDER)") from None
+        except sqlalchemy.exc.OperationalError as exc:
+            raise Fail(self._unwritable(exc)) from None
         return engine
+
+    def _unwritable(self, exc: Exception) -> str:
+        """One line for a database the offline commands cannot write (they record the DAGs they
+        parse): on a server that is the service's database, owned by its user."""
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        where = f"cannot write the database {mask_url(self.settings.db_url)} ({reason})"
+        if self.settings.sources.get("db_url") != "command line" and paths.client_config().system:
+            return (f"{where}: it is the flowd service's (from {paths.system_config_file()}); run offline "
+                    "commands as its user (sudo -u flowd flow ...), or use --db for a database of your own")
+        return where
 
 
 def parse_json_option(value: str | None, name: str) -> Any:
@@ -125,7 +148,8 @@ def print_table(rows: list[list[Any]], header: list[str]) -> None:
 @click.option("--dags-folder", envvar=None, help="DAG folder (default: $FLOW_DAGS_FOLDER or ~/.config/flowd/dags).")
 @click.option("--db", "db_url", help="Database URL or SQLite path (default: $FLOW_DB_URL or the user data dir).")
 @click.option("--log-folder", help="Task log folder (default: $FLOW_LOG_FOLDER or the user data dir).")
-@click.option("--socket", "socket_path", help="flowd's socket (default: $FLOW_SOCKET or the user runtime dir).")
+@click.option("--socket", "socket_path", help="flowd's socket (default: $FLOW_SOCKET, flowd.toml, else your own flowd's "
+              "socket if it exists, then /run/flowd/flowd.sock).")
 @click.option("--utc", is_flag=True, envvar="FLOW_UTC",
               help="Show times in UTC (also FLOW_UTC=1); by default they are in default_timezone, with the zone.")
 @click.version_option(package_name="flowtui", prog_name="flow")

@@ -44,7 +44,7 @@ DRY_RUN_OPTION = click.option("--dry-run", is_flag=True, help="Only show what wo
 def remote(obj: Ctx, *, timeout: float = 10.0) -> Iterator[Client]:
     """A connection to flowd for one command; any client or protocol error becomes one `flow:` line."""
     try:
-        client = Client.connect(obj.settings.socket_path, timeout=timeout)
+        client = Client.connect_first(obj.socket_candidates(), timeout=timeout)
     except ClientError as exc:
         raise Fail(str(exc)) from None
     try:

@@ -14,7 +14,7 @@ import socket
 import stat
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from flow.protocol import (  # noqa: F401  (the error classes are part of this module's API)
@@ -68,6 +68,19 @@ class Client:
             raise ClientError(f"{path} answered the handshake with {_preview(reply)}: is it flowd's socket?")
         client.hello = reply["hello"]
         return client
+
+    @classmethod
+    def connect_first(cls, paths: Sequence[str], **kwargs: Any) -> Client:
+        """The first of `paths` (flow.paths.socket_candidates) where flowd answers; NotRunning
+        naming every socket tried when none does. A socket that refuses us (permissions) is an
+        answer: that error is raised as it is."""
+        misses: list[NotRunning] = []
+        for path in paths:
+            try:
+                return cls.connect(path, **kwargs)
+            except NotRunning as exc:
+                misses.append(exc)
+        raise NotRunning.among(misses)
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Send one request and return its result; events read meanwhile are kept for `events`."""

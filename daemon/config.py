@@ -20,24 +20,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flow import paths
+from flow.paths import user_config_dir, user_data_dir, user_socket_path
 from flow.units import parse_size, parse_threshold
 
 
 class ConfigError(ValueError):
     """A setting has a value flow cannot use; the message names the setting and its source."""
-
-
-def _xdg(var: str, fallback: str) -> Path:
-    value = os.environ.get(var)
-    return Path(value) if value else Path.home() / fallback
-
-
-def user_config_dir() -> Path:
-    return _xdg("XDG_CONFIG_HOME", ".config") / "flowd"
-
-
-def user_data_dir() -> Path:
-    return _xdg("XDG_DATA_HOME", ".local/share") / "flowd"
 
 
 def system_timezone() -> str:
@@ -153,10 +142,6 @@ MODES = ("user", "system")
 ZERO_MEANS_OFF = ("log_retention_days", "max_log_bytes_per_try")
 """Integer settings where 0 turns the limit off (keep logs forever, never cut a try's log)."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SYSTEM_CONFIG_DIR = "/etc/flowd"
-SYSTEM_STATE_DIR = "/var/lib/flowd"
-SYSTEM_LOGS_DIR = "/var/log/flowd"
-SYSTEM_RUNTIME_DIR = "/run/flowd"
 
 
 def default_mode() -> str:
@@ -170,29 +155,21 @@ def _systemd_dir(var: str, fallback: str) -> Path:
     return Path(value) if value else Path(fallback)
 
 
-def user_socket_path() -> str:
-    """A per-user flowd listens in the user's runtime dir, whoever the user is (root too)."""
-    if os.environ.get("RUNTIME_DIRECTORY"):
-        return str(_systemd_dir("RUNTIME_DIRECTORY", SYSTEM_RUNTIME_DIR) / "flowd.sock")
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/flowd-{os.getuid()}"
-    return str(Path(runtime) / "flowd" / "flowd.sock")
-
-
 def default_socket_path() -> str:
     """systemd's RuntimeDirectory, else /run/flowd for root, else the user's runtime dir (XDG)."""
     if os.geteuid() == 0 and not os.environ.get("RUNTIME_DIRECTORY"):
-        return f"{SYSTEM_RUNTIME_DIR}/flowd.sock"
+        return paths.system_socket_path()
     return user_socket_path()
 
 
 def _defaults(mode: str | None) -> dict[str, Any]:
     if mode == "system":
         return {
-            "dags_folder": str(_systemd_dir("CONFIGURATION_DIRECTORY", SYSTEM_CONFIG_DIR) / "dags"),
-            "db_url": f"sqlite:///{_systemd_dir('STATE_DIRECTORY', SYSTEM_STATE_DIR) / 'flow.db'}",
-            "log_folder": str(_systemd_dir("LOGS_DIRECTORY", SYSTEM_LOGS_DIR)),
+            "dags_folder": str(_systemd_dir("CONFIGURATION_DIRECTORY", paths.SYSTEM_CONFIG_DIR) / "dags"),
+            "db_url": f"sqlite:///{_systemd_dir('STATE_DIRECTORY', paths.SYSTEM_STATE_DIR) / 'flow.db'}",
+            "log_folder": str(_systemd_dir("LOGS_DIRECTORY", paths.SYSTEM_LOGS_DIR)),
             "default_timezone": system_timezone(),
-            "socket_path": str(_systemd_dir("RUNTIME_DIRECTORY", SYSTEM_RUNTIME_DIR) / "flowd.sock"),
+            "socket_path": str(_systemd_dir("RUNTIME_DIRECTORY", paths.SYSTEM_RUNTIME_DIR) / "flowd.sock"),
         }
     data = user_data_dir()
     socket_path = user_socket_path() if mode == "user" else default_socket_path()
@@ -235,12 +212,15 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 
 def config_file_path(mode: str | None = None) -> Path:
-    """$FLOW_CONFIG, else the mode's flowd.toml (system: $CONFIGURATION_DIRECTORY or /etc/flowd)."""
+    """$FLOW_CONFIG, else the mode's flowd.toml (system: $CONFIGURATION_DIRECTORY or /etc/flowd;
+    None, a client: flow.paths.client_config, the user's file or else the system's)."""
     explicit = os.environ.get("FLOW_CONFIG")
     if explicit:
         return Path(explicit)
     if mode == "system":
-        return _systemd_dir("CONFIGURATION_DIRECTORY", SYSTEM_CONFIG_DIR) / "flowd.toml"
+        return _systemd_dir("CONFIGURATION_DIRECTORY", paths.SYSTEM_CONFIG_DIR) / "flowd.toml"
+    if mode is None:
+        return paths.client_config().path
     return user_config_dir() / "flowd.toml"
 
 
@@ -248,11 +228,18 @@ def load_settings(flags: dict[str, Any] | None = None, *, config_file: Path | No
                   mode: str | None = None) -> Settings:
     """Resolve settings from defaults, the TOML file, the environment and flags (flag wins).
 
-    `mode` ("user" or "system") picks the defaults; None keeps the per-user defaults with the
-    socket chosen by who is asking (root talks to the system flowd), which is what `flow` wants.
+    `mode` ("user" or "system") picks the defaults; None is a client (`flow`): per-user defaults
+    with the socket chosen by who is asking (root talks to the system flowd), or, when the user
+    has no flowd.toml and the system service has one, the system's file and defaults, so
+    `flow dags test` on a server looks at /etc/flowd/dags (flow.paths.client_config).
     """
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode is None and config_file is None:
+        chosen = paths.client_config()
+        config_file = chosen.path
+        if chosen.system:
+            mode = "system"
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, val in _defaults(mode).items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -375,10 +375,20 @@ class ClientError(Exception):
 class NotRunning(ClientError):
     """Nothing answers on the socket: flowd is not started, or a stale socket file is left behind."""
 
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"cannot reach flowd at {path} ({reason}): {START_HINT}")
+    def __init__(self, path: str, reason: str, *, tried: Sequence[tuple[str, str]] = ()):
+        attempts = list(tried) or [(path, reason)]
+        where = " or ".join(f"{p} ({r})" for p, r in attempts)
+        super().__init__(f"cannot reach flowd at {where}: {START_HINT}")
         self.path = path
         self.reason = reason
+        self.tried = attempts
+
+    @classmethod
+    def among(cls, misses: Sequence[NotRunning]) -> NotRunning:
+        """One error for a client that tried several sockets (paths.socket_candidates) and found
+        flowd at none: it names every socket and why each failed."""
+        tried = [t for miss in misses for t in miss.tried]
+        return cls(tried[0][0], tried[0][1], tried=tried)
 
 
 class ConnectionLost(ClientError):

@@ -17,7 +17,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from flow.tui import config, termout
-from flow.tui.client import ClientError, FlowClient, open_connection, resolve_socket
+from flow.tui.client import ClientError, FlowClient, NotRunning, open_connection, socket_candidates
 from flow.tui.commands import VIEWS
 from flow.tui.screens.dag_list import DagListScreen
 
@@ -215,26 +215,35 @@ def make_app(socket_path: str, *, config_file: str | None = None, theme: str | N
     return FlowTUI(FlowClient(socket_path), keymap=keys, warnings=warnings + more, theme=chosen)
 
 
-async def _probe(path: str) -> None:
-    _, writer, _ = await open_connection(path)
-    writer.close()
+async def _probe(candidates: list[str]) -> str:
+    """The first socket where flowd answers the handshake; NotRunning naming all of them if none."""
+    misses: list[NotRunning] = []
+    for path in candidates:
+        try:
+            _, writer, _ = await open_connection(path)
+        except NotRunning as exc:
+            misses.append(exc)
+            continue
+        writer.close()
+        return path
+    raise NotRunning.among(misses)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="flowtui", description="The console for flowd.")
     parser.add_argument("--socket", metavar="PATH",
-                        help="flowd's socket (default: $FLOW_SOCKET, flowd.toml, /run/flowd/flowd.sock "
-                             "if present, else $XDG_RUNTIME_DIR/flowd/flowd.sock)")
+                        help="flowd's socket (default: $FLOW_SOCKET, socket_path in flowd.toml, else "
+                             "$XDG_RUNTIME_DIR/flowd/flowd.sock if your own flowd runs, then "
+                             "/run/flowd/flowd.sock)")
     parser.add_argument("--config", metavar="PATH",
                         help="the flowd.toml to read [tui.keys] (and socket_path) from "
-                             "(default: $FLOW_CONFIG, else ~/.config/flowd/flowd.toml)")
+                             "(default: $FLOW_CONFIG, ~/.config/flowd/flowd.toml, else /etc/flowd/flowd.toml)")
     parser.add_argument("--theme", choices=sorted(config.THEMES),
                         help="colours: ansi16 uses the terminal's 16 colours (the default on a 16-colour "
                              "TERM); NO_COLOR=1 turns colour off")
     args = parser.parse_args(argv)
-    path = resolve_socket(args.socket, args.config)
     try:
-        asyncio.run(_probe(path))
+        path = asyncio.run(_probe(socket_candidates(args.socket, args.config)))
     except ClientError as exc:
         print(f"flowtui: {exc}", file=sys.stderr)
         sys.exit(1)

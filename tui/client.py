@@ -14,11 +14,11 @@ import contextlib
 import json
 import os
 import stat
-import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from flow import paths
 from flow.protocol import (  # noqa: F401  (the error classes are part of this module's API)
     MAX_LINE,
     MAX_REPLY_LINE,
@@ -35,7 +35,7 @@ from flow.protocol import (  # noqa: F401  (the error classes are part of this m
     os_error_reason,
 )
 
-SYSTEM_SOCKET = "/run/flowd/flowd.sock"
+SYSTEM_SOCKET = paths.system_socket_path()
 
 
 class Listener(Protocol):
@@ -47,40 +47,18 @@ class Listener(Protocol):
 
 
 def config_path(explicit: str | None = None) -> Path:
-    """--config, $FLOW_CONFIG, else the user's flowd.toml: the file `flow` and flowd read."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get("FLOW_CONFIG"):
-        return Path(os.environ["FLOW_CONFIG"])
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "flowd" / "flowd.toml"
+    """--config, $FLOW_CONFIG, the user's flowd.toml, else the system's: the file `flow` reads too."""
+    return paths.client_config(explicit).path
 
 
-def _config_socket(config: str | None = None) -> str | None:
-    """socket_path from the user's flowd.toml, read only if it is there and well formed."""
-    try:
-        data = tomllib.loads(config_path(config).read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
-    table = data.get("flowd")
-    value = table.get("socket_path") if isinstance(table, dict) else None
-    value = value or data.get("socket_path")
-    return str(Path(value).expanduser()) if isinstance(value, str) and value else None
+def socket_candidates(flag: str | None = None, config: str | None = None) -> list[str]:
+    """--socket, $FLOW_SOCKET, socket_path in flowd.toml; else the user's flowd, then the system's."""
+    return paths.socket_candidates(flag, paths.configured_socket(config_path(config)))
 
 
 def resolve_socket(flag: str | None = None, config: str | None = None) -> str:
-    """--socket, $FLOW_SOCKET, flowd.toml (or --config), the system socket if present, else the user's runtime dir."""
-    if flag:
-        return flag
-    if os.environ.get("FLOW_SOCKET"):
-        return os.environ["FLOW_SOCKET"]
-    configured = _config_socket(config)
-    if configured:
-        return configured
-    if os.path.exists(SYSTEM_SOCKET):
-        return SYSTEM_SOCKET
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/flowd-{os.getuid()}"
-    return str(Path(runtime) / "flowd" / "flowd.sock")
+    """The first of `socket_candidates` whose socket exists, else the first of them."""
+    return paths.resolve_socket(flag, paths.configured_socket(config_path(config)))
 
 
 async def open_connection(path: str, timeout: float = 5.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,

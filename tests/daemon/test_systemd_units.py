@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from flow import paths
 from flow.daemon import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,11 +50,12 @@ def system_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> config.S
     return config.load_settings(mode="system", config_file=tmp_path / "absent.toml")
 
 
-def installable_copies(tmp_path: Path) -> tuple[Path, Path]:
-    service = (UNITS / "flowd.service").read_text()
-    assert "ExecStart=/usr/bin/flowd --system\n" in service
-    (tmp_path / "flowd.service").write_text(service.replace("ExecStart=/usr/bin/flowd", f"ExecStart={FLOWD}"))
-    shutil.copy(UNITS / "flowd.socket", tmp_path / "flowd.socket")
+def installable_copies(tmp_path: Path, units: Path = UNITS) -> tuple[Path, Path]:
+    """The units as `make install` writes them (ExecStart at the install's flowd), here at ours."""
+    service = (units / "flowd.service").read_text()
+    assert "ExecStart=/opt/flow/bin/flowd " in service
+    (tmp_path / "flowd.service").write_text(service.replace("ExecStart=/opt/flow/bin/flowd", f"ExecStart={FLOWD}"))
+    shutil.copy(units / "flowd.socket", tmp_path / "flowd.socket")
     return tmp_path / "flowd.service", tmp_path / "flowd.socket"
 
 
@@ -67,6 +69,33 @@ def test_systemd_analyze_verify_accepts_the_units_without_a_warning(tmp_path: Pa
     res = verify(*installable_copies(tmp_path))
     assert res.returncode == 0, res.stderr
     assert res.stdout + res.stderr == ""
+
+
+def test_systemd_analyze_verify_accepts_the_user_units_without_a_warning(tmp_path: Path):
+    res = verify(*installable_copies(tmp_path, UNITS / "user"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout + res.stderr == ""
+
+
+def test_the_user_units_listen_where_a_user_flowd_under_systemd_would(monkeypatch, tmp_path: Path):
+    """%t is $XDG_RUNTIME_DIR in a user manager; RuntimeDirectory=flowd makes $RUNTIME_DIRECTORY."""
+    sock = directives(UNITS / "user" / "flowd.socket")["Socket"]
+    svc = directives(UNITS / "user" / "flowd.service")["Service"]
+    assert sock["ListenStream"] == "%t/flowd/flowd.sock" and svc["RuntimeDirectory"] == "flowd"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+    assert paths.user_socket_path() == "/run/user/1000/flowd/flowd.sock"
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/user/1000/flowd")
+    assert paths.user_socket_path() == "/run/user/1000/flowd/flowd.sock"
+    assert svc["ExecStart"] == "/opt/flow/bin/flowd --user" and svc["Type"] == "notify"
+
+
+def test_the_units_documentation_is_where_make_install_puts_the_readme():
+    script = (ROOT / "scripts" / "install.sh").read_text()
+    for unit in ("flowd.service", "flowd.socket", "user/flowd.service", "user/flowd.socket"):
+        doc = directives(UNITS / unit)["Unit"]["Documentation"]
+        assert doc == "file:///usr/share/doc/flow/README.md"
+    assert "\nDOCDIR=/usr/share/doc/flow\n" in script and '"$DOCDIR/README.md"' in script
 
 
 @pytest.mark.parametrize("before,after,needle", [
