@@ -25,7 +25,8 @@ from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check
 from . import faults
 from .loop import LoopMixin
 from .ops import Operations
-from .recovery import Orphan, settle_orphans
+from .recovery import Orphan, Unstarted, settle_orphans
+from .recovery_remote import RemoteOrphan
 from .resources import ResourceMonitor
 from .results import ResultsMixin
 from .specs import CALLBACK_FOR_STATE, build_spec, callback_spec, run_id_for
@@ -101,7 +102,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self._events: list[tuple[str, Any]] = []
         self._notes: list[tuple[str, dict[str, Any]]] = []
         self._wake: asyncio.Event | None = None
-        self.orphans: dict[str, Orphan] = {}
+        self.orphans: dict[str, Orphan | Unstarted | RemoteOrphan] = {}
         self.resubmit: list[TaskSpec] = []
         """Tries committed as QUEUED by an earlier flowd that never reached a runner."""
         self.callbacks: list[TaskSpec] = []
@@ -112,6 +113,9 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.housekeeping: Any = None
         """flowd's log retention sweep and storage figures (daemon/housekeeping.py)."""
         self.monitor = ResourceMonitor(settings)
+        self.hold_reason: str | None = None
+        """Why no task may start now whatever the host's resources (the database lock is lost, the
+        database cannot be written); set by flowd's watchers, shown by the planner's hold."""
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -207,6 +211,11 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self._events.append(("finished", result))
         self.wake()
 
+    def set_hold(self, reason: str | None) -> None:
+        """Start no task while `reason` holds (None: start them again); results are still recorded."""
+        self.hold_reason = reason
+        self.wake()
+
     def wake(self) -> None:
         if self._wake is not None:
             self._wake.set()
@@ -271,7 +280,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         for ref, reason in kills:
             self.kill_try(ref, reason)
         callbacks, self.callbacks = self.callbacks, []
-        resubmit, self.resubmit = self.resubmit, []
+        resubmit, self.resubmit = ([], self.resubmit) if self.hold_reason else (self.resubmit, [])
         for spec in resubmit + submit + callbacks:
             self.executor.submit(spec)
         self.callbacks_inflight.update(c.ref for c in callbacks)
@@ -295,7 +304,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs
         }
         return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty),
-                        hold=self.monitor.hold())
+                        hold=self.hold_reason or self.monitor.hold())
 
     def _uses_past(self, dag_id: str) -> bool:
         return dag_id in self.past_dags

@@ -137,6 +137,8 @@ class Daemon:
         self._reload_again = False
         self._status = ""
         self._tasks: list[asyncio.Task[Any]] = []
+        self._fatal: str | None = None
+        """Why flowd must stop although nobody asked it to (the database lock or file is gone)."""
 
     # -- start -----------------------------------------------------------------------------
 
@@ -150,6 +152,9 @@ class Daemon:
         try:
             self.db_lock = DatabaseLock.acquire(parse_url(self.settings.db_url), self.settings.socket_path)
             store = Store.open(self.settings.db_url)
+            self.db_lock.pin()
+            # Before anything is read: from here on a flowd that lost the lock cannot commit.
+            store.take_lease(socket.gethostname(), os.getpid(), self.settings.socket_path, _utcnow())
         except (StoreError, NotAlone) as exc:
             raise StartupError(str(exc)) from None
         try:
@@ -215,6 +220,9 @@ class Daemon:
                  os.getpid(), self._status)
         self._spawn(self._status_loop(), "status")
         self._spawn(self.engine.housekeeping.run(), "housekeeping")
+        from .dblock import watch
+
+        self._spawn(watch(self.db_lock, self.engine.store, self.engine.set_hold, self.fail), "dblock")
         if self._reload_again:
             self.request_reload()  # a SIGHUP that came during start-up
         kill = self.settings.stop_mode == "kill"
@@ -223,7 +231,14 @@ class Daemon:
         stop_task = asyncio.create_task(self.stopping.wait(), name="stop")
         await asyncio.wait({engine_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         code = 0
-        if engine_task.done():
+        from .store import LeaseLost
+
+        if engine_task.done() and isinstance(engine_task.exception(), LeaseLost):
+            self.fail(str(engine_task.exception()))
+        if self._fatal is not None:
+            stop_task.cancel()
+            code = 1
+        elif engine_task.done():
             stop_task.cancel()
             exc = engine_task.exception()
             why = f"{type(exc).__name__}: {exc}" if exc else "its loop returned"
@@ -263,6 +278,15 @@ class Daemon:
             if line != self._status and not self._reloading:
                 self._status = line
                 self.notifier.notify(f"STATUS={line}")
+
+    def fail(self, reason: str) -> None:
+        """Stop because flowd may not go on (its database lock or file is gone): one line says why."""
+        if self._fatal is not None:
+            return
+        self._fatal = reason
+        log.error("%s", reason)
+        self.notifier.notify("STOPPING=1", f"STATUS=failed: {reason}"[:1000])
+        self.stopping.set()
 
     def request_stop(self, sig: int) -> None:
         if self.stopping.is_set():
@@ -352,6 +376,12 @@ class Daemon:
             self.db_lock.release()
         log.info("flowd stopped%s", f"; {running} task(s) left to the runner for the next flowd"
                  if running and self.settings.stop_mode == "adopt" else "")
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
 
 
 def _version() -> str:

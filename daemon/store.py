@@ -20,12 +20,33 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
-from .models import HEAD_REVISION, VERSION_TABLE
+from .models import HEAD_REVISION, VERSION_TABLE, lease
 from .store_reads import StoreReads
 from .store_resources import ResourceReads
 from .store_tx import DuplicateRunError, StoreError, Tx
 
-__all__ = ["DuplicateRunError", "Store", "StoreError", "Tx"]
+__all__ = ["DuplicateRunError", "LeaseLost", "Store", "StoreError", "Tx"]
+
+
+class LeaseLost(StoreError):
+    """Another flowd took the database over (the lease's epoch moved on): this one must stop.
+
+    Raised by :meth:`Store.begin` before the transaction's body runs, so the transaction rolls
+    back with nothing written; the message names the flowd that holds the lease now.
+    """
+
+
+_LEASE_ROW = sa.select(lease).where(lease.c.id == 1)
+# SQLite: begin() is BEGIN IMMEDIATE, so the write lock already keeps the epoch still until the
+# commit. PostgreSQL: FOR SHARE makes a takeover's UPDATE wait for this transaction to end, and
+# makes this read wait for (and then see) a takeover already under way.
+_FENCE = _LEASE_ROW.with_for_update(read=True)
+
+
+def describe_lease(row: Any) -> str:
+    """`flowd pid 12 on host (socket /run/flowd/flowd.sock), epoch 3 since 2026-12-04T18:00:00+00:00`."""
+    return (f"flowd pid {row['pid']} on {row['host']} (socket {row['socket']}), epoch {row['epoch']} "
+            f"since {row['acquired_at'].isoformat(timespec='seconds')}")
 
 
 _SQLITE_PRAGMAS = ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
@@ -110,6 +131,10 @@ class Store(StoreReads, ResourceReads):
         self.url: URL = url
         """The database URL; ``str(store.url)`` masks the password."""
         self.dialect: str = engine.dialect.name
+        self.fence_epoch: int | None = None
+        """The lease epoch this process took (:meth:`take_lease`); every write transaction then checks it."""
+        self.lost: LeaseLost | None = None
+        """Set the first time a write transaction found the lease taken by another flowd."""
 
     @classmethod
     def open(cls, url: str | URL, *, migrate: bool = True) -> Store:
@@ -205,6 +230,41 @@ class Store(StoreReads, ResourceReads):
 
     @contextmanager
     def begin(self) -> Iterator[Tx]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        Once this process holds the lease (:meth:`take_lease`), the transaction first checks the
+        lease's epoch: one primary-key read per transaction, the fence that keeps a flowd which
+        lost its lock from committing anything after another one took the database over.
+        """
         with self._engine.begin() as conn:
+            if self.fence_epoch is not None:
+                row = conn.execute(_FENCE).mappings().first()
+                if row is None or row["epoch"] != self.fence_epoch:
+                    self.lost = self.lost or LeaseLost(
+                        f"another flowd took the database {self.url} over: "
+                        f"{describe_lease(row) if row else 'the lease row is gone'} (this flowd had epoch "
+                        f"{self.fence_epoch}); stopping so that no task runs twice")
+                    raise self.lost
             yield Tx(conn, self.dialect)
+
+    # -- the lease ------------------------------------------------------------------------------
+
+    def take_lease(self, host: str, pid: int, socket_path: str, now: Any) -> int:
+        """Become the database's holder: increment the epoch (1 for the first flowd) and fence
+        every later write transaction of this store by it. Call with the database lock held."""
+        values = {"host": host[:255], "pid": pid, "socket": socket_path, "acquired_at": now}
+        with self._engine.begin() as conn:
+            row = conn.execute(_LEASE_ROW.with_for_update()).mappings().first()
+            epoch = (row["epoch"] if row else 0) + 1
+            if row is None:
+                conn.execute(sa.insert(lease).values(id=1, epoch=epoch, **values))
+            else:
+                conn.execute(sa.update(lease).where(lease.c.id == 1).values(epoch=epoch, **values))
+        self.fence_epoch = epoch
+        return epoch
+
+    def lease(self) -> dict[str, Any] | None:
+        """The lease row (epoch, host, pid, socket, acquired_at), or None before any flowd took it."""
+        with self._read() as conn:
+            row = conn.execute(_LEASE_ROW).mappings().first()
+            return dict(row) if row else None
