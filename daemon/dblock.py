@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,3 +318,55 @@ async def watch(lock: DatabaseLock, store: Any, hold: Callable[[str | None], Non
             log.warning("took the database lock back (%s); starting tasks again", state.regained or lost)
             hold(None)
             lost = None
+
+
+_FULL = ("database or disk is full", "no space left on device", "could not extend file", "disk full")
+_STALLED = ("database is locked", "lock timeout", "canceling statement due to lock timeout", "database table is locked")
+RETRY_FIRST, RETRY_MAX = 0.5, 5.0
+"""Seconds before the first retry of a failed write, and the most the backoff grows to."""
+
+
+class DatabaseHealth:
+    """Whether flowd can write its database, kept in memory so that `status` can say so when the
+    database itself cannot answer: "database full", "database stalled" (a lock held elsewhere
+    beyond the store's lock_wait), or another write error, since when, and the retry backoff."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+        self.detail: str | None = None
+        self.since: float | None = None
+        self.since_wall: str | None = None
+        self.failures = 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failed write; returns the seconds to wait before trying again."""
+        text = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        low = text.lower()
+        problem = ("database full" if any(k in low for k in _FULL) else
+                   "database stalled" if any(k in low for k in _STALLED) else "database write failed")
+        if self.problem is None:
+            from datetime import UTC, datetime
+
+            self.since, self.since_wall = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+            log.error("%s (%s): starting no task; retrying the write with backoff, nothing is lost", problem,
+                      text[:300])
+        elif problem != self.problem:
+            log.error("%s (%s)", problem, text[:300])
+        self.problem, self.detail = problem, text[:500]
+        self.failures += 1
+        return min(RETRY_MAX, RETRY_FIRST * 2 ** (self.failures - 1))
+
+    def recovered(self) -> None:
+        if self.problem is not None:
+            log.warning("%s is over after %.0f s (%d failed writes); starting tasks again", self.problem,
+                        time.monotonic() - (self.since or time.monotonic()), self.failures)
+        self.problem = self.detail = self.since = self.since_wall = None
+        self.failures = 0
+
+    def hold(self) -> str | None:
+        return f"{self.problem}: {self.detail}" if self.problem else None
+
+    def status(self) -> dict[str, Any]:
+        seconds = round(time.monotonic() - self.since, 1) if self.since is not None else None
+        return {"problem": self.problem, "detail": self.detail, "since": self.since_wall, "for_seconds": seconds,
+                "failed_writes": self.failures}

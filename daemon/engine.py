@@ -14,7 +14,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from flow.executors.base import Executor, TaskResult, TaskSpec
 from flow.planner import plan
@@ -23,15 +25,18 @@ from flow.schedule import plan_dag_runs
 from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check_task_transition
 
 from . import faults
+from .dblock import DatabaseHealth
 from .loop import LoopMixin
 from .ops import Operations
 from .recovery import Orphan, Unstarted, settle_orphans
-from .recovery_remote import RemoteOrphan
 from .resources import ResourceMonitor
 from .results import ResultsMixin
 from .specs import CALLBACK_FOR_STATE, build_spec, callback_spec, run_id_for
-from .store import Store
+from .store import LeaseLost, Store
 from .writebuf import WriteBuffer
+
+if TYPE_CHECKING:
+    from .recovery_remote import RemoteOrphan
 
 log = logging.getLogger("flow.engine")
 
@@ -113,6 +118,10 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.housekeeping: Any = None
         """flowd's log retention sweep and storage figures (daemon/housekeeping.py)."""
         self.monitor = ResourceMonitor(settings)
+        self.health = DatabaseHealth()
+        """Failed writes (database full, stalled): starts are held and the tick retried with backoff."""
+        self._retry_at: datetime | None = None
+        self._reload_pending = False
         self.hold_reason: str | None = None
         """Why no task may start now whatever the host's resources (the database lock is lost, the
         database cannot be written); set by flowd's watchers, shown by the planner's hold."""
@@ -235,7 +244,41 @@ class Engine(Operations, ResultsMixin, LoopMixin):
 
     # -- one iteration ----------------------------------------------------------------------
 
+    def waiting_to_retry(self) -> bool:
+        """True while a failed write's backoff runs (events then wait for the retry)."""
+        return self._retry_at is not None and self._retry_at > self.clock()
+
     def tick(self) -> datetime | None:
+        """One iteration, unless the database cannot be written: then memory (which is ahead of the
+        database by the failed transaction) is reloaded from the database as a restart would, no
+        task starts, and the iteration is retried with backoff. Nothing is lost: what the failed
+        transaction held comes back from the exit records and logs, as after a crash."""
+        if self.waiting_to_retry():
+            return self._retry_at
+        try:
+            if self._reload_pending:
+                self._reload()
+            wake_at = self._tick()
+        except LeaseLost:
+            raise
+        except sa.exc.OperationalError as exc:
+            self._reload_pending = True
+            self._retry_at = self.clock() + timedelta(seconds=self.health.failed(exc))
+            return self._retry_at
+        if self._retry_at is not None:
+            self._retry_at = None
+            self.health.recovered()
+        return wake_at
+
+    def _reload(self) -> None:
+        for name in ("runs", "refs", "orphans", "unpaused_runs", "dirty"):
+            getattr(self, name).clear()
+        self.resubmit, self.callbacks, self.alerts, self._notes, self._events = [], [], [], [], []
+        self._plan_wake = None
+        self.load()
+        self._reload_pending = False
+
+    def _tick(self) -> datetime | None:
         """Apply events, create due runs, plan until stable, commit, then spawn. Returns wake_at."""
         now = self.clock()
         if self.orphans:
@@ -304,7 +347,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs
         }
         return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty),
-                        hold=self.hold_reason or self.monitor.hold())
+                        hold=self.hold_reason or self.health.hold() or self.monitor.hold())
 
     def _uses_past(self, dag_id: str) -> bool:
         return dag_id in self.past_dags

@@ -49,7 +49,7 @@ class LoopMixin:
                 if periodic is not None:
                     left = max(0.0, next_periodic - loop.time())
                     timeout = left if timeout is None else min(timeout, left)
-                if self._events:
+                if self._events and not self.waiting_to_retry():
                     continue
                 # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancel that arrives just
                 # as the wake event is set (CPython gh-86296), and the loop then never ends.

@@ -33,6 +33,9 @@ LIVE_SETTINGS = ("parallelism", "default_timezone", "paused_at_creation", "parse
                  "sample_interval", "min_free_memory")
 """What a reload (SIGHUP) applies to the running daemon; everything else needs a restart."""
 STATUS_PERIOD = 2.0
+DB_LOCK_WAIT = 1.0
+"""Seconds a database statement of flowd's waits for a lock held elsewhere: the loop serves the
+socket too, so a stalled database fails the write (retried with backoff) instead of blocking it."""
 
 
 class StartupError(Exception):
@@ -151,7 +154,7 @@ class Daemon:
 
         try:
             self.db_lock = DatabaseLock.acquire(parse_url(self.settings.db_url), self.settings.socket_path)
-            store = Store.open(self.settings.db_url)
+            store = Store.open(self.settings.db_url, lock_wait=DB_LOCK_WAIT)
             self.db_lock.pin()
             # Before anything is read: from here on a flowd that lost the lock cannot commit.
             store.take_lease(socket.gethostname(), os.getpid(), self.settings.socket_path, _utcnow())

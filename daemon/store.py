@@ -101,6 +101,20 @@ def _pragma(cursor: Any, pragma: str, patience: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+def _busy_timeout(seconds: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+    return on_connect
+
+
+def _lock_timeout(seconds: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(seconds * 1000)}")
+        dbapi_conn.commit()
+    return on_connect
+
+
 def _on_sqlite_begin(conn: Connection) -> None:
     """Writers take the write lock up front so a busy database makes them wait, not fail.
 
@@ -137,11 +151,13 @@ class Store(StoreReads, ResourceReads):
         """Set the first time a write transaction found the lease taken by another flowd."""
 
     @classmethod
-    def open(cls, url: str | URL, *, migrate: bool = True) -> Store:
+    def open(cls, url: str | URL, *, migrate: bool = True, lock_wait: float | None = None) -> Store:
         """Connect, refuse a schema newer than this code, and (if ``migrate``) bring it up to date.
 
         ``migrate=False`` still opens an empty or older database, so ``flow db upgrade`` can open
-        and then call :meth:`upgrade` itself.
+        and then call :meth:`upgrade` itself. ``lock_wait`` bounds how long a statement waits for
+        a lock another connection holds (SQLite's busy_timeout, PostgreSQL's lock_timeout;
+        default 10 s and none): flowd's loop must not block for long on a stalled database.
         """
         parsed = parse_url(url)
         if parsed.get_backend_name() == "sqlite":
@@ -151,11 +167,15 @@ class Store(StoreReads, ResourceReads):
                 raise StoreError(f"cannot open the database at {parsed}: {exc}") from None
             engine = sa.create_engine(parsed)
             event.listen(engine, "connect", _on_sqlite_connect)
+            if lock_wait is not None:
+                event.listen(engine, "connect", _busy_timeout(lock_wait))
             event.listen(engine, "begin", _on_sqlite_begin)
         else:
             # A firewalled host would otherwise hang the open forever instead of failing with a reason.
             connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
             engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+            if lock_wait is not None:
+                event.listen(engine, "connect", _lock_timeout(lock_wait))
         store = cls(engine, parsed)
         try:
             current = store.revision()
