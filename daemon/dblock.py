@@ -326,12 +326,30 @@ RETRY_FIRST, RETRY_MAX = 0.5, 5.0
 """Seconds before the first retry of a failed write, and the most the backoff grows to."""
 
 
+def disk_full(database: str | None) -> bool:
+    """True when the filesystem holding this SQLite file has no block left for an ordinary user.
+
+    SQLite says "disk I/O error" rather than "database or disk is full" when it cannot even create
+    its -shm file, so the filesystem is asked directly. (PostgreSQL's disk is the server's: its
+    "could not extend file" message is all flowd gets.)
+    """
+    if not database:
+        return False
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(database)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
 class DatabaseHealth:
     """Whether flowd can write its database, kept in memory so that `status` can say so when the
     database itself cannot answer: "database full", "database stalled" (a lock held elsewhere
     beyond the store's lock_wait), or another write error, since when, and the retry backoff."""
 
-    def __init__(self) -> None:
+    def __init__(self, database: str | None = None) -> None:
+        self.database = database
+        """The SQLite file (None on PostgreSQL), whose filesystem tells a full disk apart."""
         self.problem: str | None = None
         self.detail: str | None = None
         self.since: float | None = None
@@ -342,7 +360,7 @@ class DatabaseHealth:
         """Record a failed write; returns the seconds to wait before trying again."""
         text = " ".join(str(getattr(exc, "orig", None) or exc).split())
         low = text.lower()
-        problem = ("database full" if any(k in low for k in _FULL) else
+        problem = ("database full" if any(k in low for k in _FULL) or disk_full(self.database) else
                    "database stalled" if any(k in low for k in _STALLED) else "database write failed")
         if self.problem is None:
             from datetime import UTC, datetime

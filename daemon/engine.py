@@ -118,11 +118,13 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.housekeeping: Any = None
         """flowd's log retention sweep and storage figures (daemon/housekeeping.py)."""
         self.monitor = ResourceMonitor(settings)
-        self.health = DatabaseHealth()
+        self.health = DatabaseHealth(store.url.database if store.dialect == "sqlite" else None)
         """Failed writes (database full, stalled): starts are held and the tick retried with backoff."""
         self._retry_at: datetime | None = None
         self._reload_pending = False
         self.hold_reason: str | None = None
+        self.superseded = False
+        """flowd stops because it may not go on with this database: running tries are left as they are."""
         """Why no task may start now whatever the host's resources (the database lock is lost, the
         database cannot be written); set by flowd's watchers, shown by the planner's hold."""
 

@@ -60,7 +60,8 @@ class LoopMixin:
                     pass
         finally:
             sampler.cancel()
-            await self.executor.stop(kill_running=kill_on_exit)
+            # Stopped because another flowd has the database: its tries are that flowd's now.
+            await self.executor.stop(kill_running=kill_on_exit and not self.superseded and self.store.lost is None)
 
     def _due_now(self: Engine) -> bool:
         if not self.schedule:

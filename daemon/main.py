@@ -145,21 +145,49 @@ class Daemon:
 
     # -- start -----------------------------------------------------------------------------
 
-    def open_engine(self) -> None:
-        from flow.executors.base import build_executor
+    async def open_store(self) -> Any:
+        """Lock, open (migrate) and take the lease; while the database's disk is full, wait for space
+        with backoff instead of exiting (systemd would only restart flowd into the same full disk)."""
+        import sqlalchemy as sa
 
-        from .dblock import DatabaseLock, NotAlone
-        from .engine import Engine
+        from .dblock import DatabaseHealth, DatabaseLock, NotAlone
         from .store import Store, StoreError, parse_url
 
         try:
-            self.db_lock = DatabaseLock.acquire(parse_url(self.settings.db_url), self.settings.socket_path)
-            store = Store.open(self.settings.db_url, lock_wait=DB_LOCK_WAIT)
-            self.db_lock.pin()
-            # Before anything is read: from here on a flowd that lost the lock cannot commit.
-            store.take_lease(socket.gethostname(), os.getpid(), self.settings.socket_path, _utcnow())
+            url = parse_url(self.settings.db_url)
+            self.db_lock = DatabaseLock.acquire(url, self.settings.socket_path)
         except (StoreError, NotAlone) as exc:
             raise StartupError(str(exc)) from None
+        health = DatabaseHealth(url.database if url.get_backend_name() == "sqlite" else None)
+        while True:
+            store = None
+            try:
+                store = Store.open(self.settings.db_url, lock_wait=DB_LOCK_WAIT)
+                self.db_lock.pin()
+                # Before anything is read: from here on a flowd that lost the lock cannot commit.
+                store.take_lease(socket.gethostname(), os.getpid(), self.settings.socket_path, _utcnow())
+                health.recovered()
+                return store
+            except (StoreError, sa.exc.OperationalError) as exc:
+                if store is not None:
+                    store.close()
+                delay = health.failed(exc)
+                if health.problem != "database full" or self.stopping.is_set():
+                    raise StartupError(str(exc)) from None
+                self.notifier.notify(f"STATUS=database full, waiting for space: {health.detail}"[:1000],
+                                     f"EXTEND_TIMEOUT_USEC={int((delay + 30) * 1e6)}")
+                try:
+                    async with asyncio.timeout(delay):
+                        await self.stopping.wait()
+                except TimeoutError:
+                    pass
+
+    async def open_engine(self) -> None:
+        from flow.executors.base import build_executor
+
+        from .engine import Engine
+
+        store = await self.open_store()
         try:
             executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
         except (KeyError, ValueError) as exc:
@@ -194,7 +222,9 @@ class Daemon:
         """Everything before READY=1: the store, recovery, the first parse, the socket."""
         from .server import Server, ServerError
 
-        self.open_engine()
+        await self.open_engine()
+        if self.stopping.is_set():
+            return
         await self.rescan_all()
         self.server = Server(self.engine, self.settings, sock=self.sock)
         try:
@@ -287,6 +317,8 @@ class Daemon:
         if self._fatal is not None:
             return
         self._fatal = reason
+        if self.engine is not None:
+            self.engine.superseded = True
         log.error("%s", reason)
         self.notifier.notify("STOPPING=1", f"STATUS=failed: {reason}"[:1000])
         self.stopping.set()

@@ -10,6 +10,8 @@ import os
 import sqlite3
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,7 +127,18 @@ def test_a_full_database_disk_holds_tasks_says_database_full_and_resumes_with_no
         assert "full" in full["detail"]
         assert "database full for" in f.cli("status").stdout
         assert f.proc.poll() is None, f.stderr()[-2000:]
+        # Restarted while still full: it waits for space (not READY yet, not exited), then starts.
+        assert f.stop() == 0
+        mark = len(f.stderr())
+        starting = threading.Thread(target=f.start)
+        starting.start()
+        wait_until(lambda: "ERROR flow.dblock: database full" in f.stderr()[mark:], 60,
+                   "the restarted flowd to say the database is full", f)
+        time.sleep(1)  # it stays up, waiting: it does not exit
+        assert f.proc.poll() is None, f.stderr()[mark:]
         filler.unlink()
+        starting.join()
+        assert hello_status(f.socket_path)["pid"] == f.proc.pid
         wait_until(lambda: db_status(f)["problem"] is None, 30, "the database to be writable again", f)
         assert_chain_once(f, marks, tasks)
     finally:

@@ -200,3 +200,27 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+def test_a_queued_try_without_a_log_is_followed_if_its_log_appears_and_handed_over_only_after_the_grace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The recovery half of the fence: a try the fenced flowd committed just before the takeover
+    may still be on its way to that flowd's runner; it must be followed, not started again."""
+    from flow.daemon import recovery
+    from flow.executors.base import TaskResult
+
+    log_file = tmp_path / "try.log"
+    spec = object()
+    late = recovery.Unstarted(str(log_file), spec)  # type: ignore[arg-type]
+    assert late.poll("1:t:1") is None  # no log yet: wait
+    log_file.write_text(f"[flow] bash started 2026-12-04T18:00:00+00:00 pid {os.getpid()}\n")
+    assert late.poll("1:t:1") is None and late.follow is not None and late.follow.pid == os.getpid()
+    Path(recovery.status_path(str(log_file))).write_text(
+        '{"ref": "x", "pid": 1, "ok": true, "exit_code": 0}')
+    result = late.poll("1:t:1")
+    assert isinstance(result, TaskResult) and result.ok and result.ref == "1:t:1"
+
+    never = recovery.Unstarted(str(tmp_path / "never.log"), spec)  # type: ignore[arg-type]
+    assert never.poll("1:u:1") is None
+    monkeypatch.setattr(recovery, "LOST_GRACE", 0.0)
+    assert never.poll("1:u:1") is spec  # nobody started it: hand the same try over
