@@ -83,6 +83,33 @@ def test_a_stalled_database_leaves_status_answering_and_saying_so_then_nothing_i
     assert_chain_once(flowd, marks)
 
 
+def test_a_stalled_postgresql_table_leaves_status_answering_and_saying_so(tmp_path: Path, pg_url: str):
+    """LOCK TABLE from another session: flowd's writes wait 1 s for it (lock_timeout), then retry."""
+    import sqlalchemy as sa
+
+    f = make_flowd(tmp_path)
+    f.db_url = pg_url
+    marks = tmp_path / "marks.txt"
+    chain(f, marks)
+    blocker = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                               poolclass=sa.pool.NullPool)
+    try:
+        f.start()
+        wait_until(lambda: marks.exists() and len(marks.read_text().split()) >= 1, 60, "the chain to start", f)
+        with blocker.connect() as conn:
+            conn.exec_driver_sql("LOCK TABLE task_instance IN EXCLUSIVE MODE")  # reads go on, writes wait
+            stalled = wait_until(lambda: (s := db_status(f))["problem"] == "database stalled" and s, 30,
+                                 "status to say the database is stalled", f)
+            assert "lock timeout" in stalled["detail"]
+            assert f.proc.poll() is None
+            conn.rollback()
+        wait_until(lambda: db_status(f)["problem"] is None, 30, "the stall to be over", f)
+        assert_chain_once(f, marks)
+    finally:
+        blocker.dispose()
+        f.discard()
+
+
 @pytest.fixture
 def small_fs() -> Iterator[Path]:
     """A 16 MiB tmpfs of our own (the tests run as root), unmounted afterwards."""
