@@ -273,11 +273,16 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         return wake_at
 
     def _reload(self) -> None:
+        # Tries this process handed to its executor are still its executor's: it reports their
+        # end, so recovery must not treat them as an earlier flowd's (a remote one would be killed).
+        ours = set(self.refs) - set(self.orphans)
         for name in ("runs", "refs", "orphans", "unpaused_runs", "dirty"):
             getattr(self, name).clear()
         self.resubmit, self.callbacks, self.alerts, self._notes, self._events = [], [], [], [], []
         self._plan_wake = None
         self.load()
+        for ref in ours & set(self.orphans):
+            del self.orphans[ref]
         self._reload_pending = False
 
     def _tick(self) -> datetime | None:
