@@ -124,6 +124,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self._reload_pending = False
         self.hold_reason: str | None = None
         self.superseded = False
+        self.import_error_count = 0
+        """Kept in memory for `status`, which must answer while the database does not."""
         """flowd stops because it may not go on with this database: running tries are left as they are."""
         """Why no task may start now whatever the host's resources (the database lock is lost, the
         database cannot be written); set by flowd's watchers, shown by the planner's hold."""
@@ -132,6 +134,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
 
     def load(self, *, run_keys: set[int] | None = None) -> None:
         """Read DAGs and unfinished runs from the store (all of them, or only `run_keys`)."""
+        self.import_error_count = len(self.store.import_errors())
         for row in self.store.dags():
             self._remember_dag(row)
         for row in self.store.unfinished_runs():
@@ -179,6 +182,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             if deactivated:
                 tx.deactivate_dags(deactivated)
             tx.replace_import_errors(parsed, errors, now)
+        self.import_error_count = len(self.store.import_errors())
         for dag_id in {s["dag_id"] for s in upserts} | set(deactivated):
             row = self.store.dag(dag_id)
             if row:

@@ -298,7 +298,7 @@ class Daemon:
         engine = self.engine
         try:
             dags = sum(1 for d in engine.dags if d not in engine.inactive)
-            errors = len(engine.store.import_errors())
+            errors = engine.import_error_count
             return f"{dags} DAGs, {engine.running_count()} running, {errors} import errors"
         except Exception as exc:
             log.warning("cannot compute the status line: %s", exc)

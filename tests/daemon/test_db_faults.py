@@ -84,7 +84,8 @@ def test_a_stalled_database_leaves_status_answering_and_saying_so_then_nothing_i
 
 
 def test_a_stalled_postgresql_table_leaves_status_answering_and_saying_so(tmp_path: Path, pg_url: str):
-    """LOCK TABLE from another session: flowd's writes wait 1 s for it (lock_timeout), then retry."""
+    """LOCK TABLE from another session: flowd's writes wait 1 s for it (lock_timeout), then retry;
+    status, which reads nothing from the database, still answers."""
     import sqlalchemy as sa
 
     f = make_flowd(tmp_path)
@@ -98,6 +99,7 @@ def test_a_stalled_postgresql_table_leaves_status_answering_and_saying_so(tmp_pa
         wait_until(lambda: marks.exists() and len(marks.read_text().split()) >= 1, 60, "the chain to start", f)
         with blocker.connect() as conn:
             conn.exec_driver_sql("LOCK TABLE task_instance IN EXCLUSIVE MODE")  # reads go on, writes wait
+            conn.exec_driver_sql("LOCK TABLE import_error IN ACCESS EXCLUSIVE MODE")  # reads wait too
             stalled = wait_until(lambda: (s := db_status(f))["problem"] == "database stalled" and s, 30,
                                  "status to say the database is stalled", f)
             assert "lock timeout" in stalled["detail"]
