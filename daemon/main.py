@@ -140,6 +140,9 @@ class Daemon:
         self._reload_again = False
         self._status = ""
         self._tasks: list[asyncio.Task[Any]] = []
+        self._unsaved_parse: float | None = None
+        """When a parse could not be written to the database (full, stalled): then the folder is
+        parsed again from scratch once the database can be written."""
         self._fatal: str | None = None
         """Why flowd must stop although nobody asked it to (the database lock or file is gone)."""
 
@@ -202,8 +205,23 @@ class Daemon:
 
     async def refresh(self) -> None:
         """The engine's periodic folder scan; a broken DAG folder is logged, never fatal."""
+        import sqlalchemy as sa
+
         try:
+            if self._unsaved_parse is not None:
+                if self.engine.health.problem is not None or time.monotonic() - self._unsaved_parse < 5.0:
+                    return
+                # The scan noted the files as seen though their parse was never recorded: all again.
+                from .watch import FolderWatcher
+
+                self._unsaved_parse = None
+                self.watcher = FolderWatcher(self.engine)
             await self.watcher.refresh()
+        except sa.exc.OperationalError as exc:
+            if self._unsaved_parse is None:
+                log.error("cannot record the DAG folder's parse (%s); parsing it again once the database "
+                          "can be written", " ".join(str(exc.orig).split())[:300])
+            self._unsaved_parse = time.monotonic()
         except Exception as exc:
             log.error("scanning the DAG folder %s failed: %s", self.settings.dags_folder, exc)
         try:

@@ -24,6 +24,14 @@ from .test_crash import wait_until
 from .test_flowd_process import hello_status
 from .test_lock_loss import CHAIN, TASKS
 
+LATE = """
+from flow import DAG
+from flow.operators import EmptyOperator
+
+with DAG("late", schedule=None):
+    EmptyOperator(task_id="e")
+"""
+
 
 def chain(f: Flowd, marks: Path, tasks: int = TASKS) -> None:
     f.add_dag("chain.py", CHAIN.replace("{TASKS}", str(tasks)).replace("{MARKS}", str(marks)))
@@ -67,7 +75,10 @@ def test_a_stalled_database_leaves_status_answering_and_saying_so_then_nothing_i
     assert db_status(flowd)["problem"] is None
     blocker = sqlite3.connect(flowd.db_url.removeprefix("sqlite:///"), isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # every writer now waits: a stalled database, as flowd sees it
+    flowd.add_dag("late.py", LATE)  # parsed during the stall: its DAG cannot be recorded yet
     try:
+        wait_until(lambda: "cannot record the DAG folder's parse" in flowd.stderr(), 30,
+                   "the parse of late.py to fail to be recorded", flowd)
         stalled = wait_until(lambda: (s := db_status(flowd))["problem"] == "database stalled" and s, 30,
                              "status to say the database is stalled", flowd)
         assert "database is locked" in stalled["detail"]
@@ -81,6 +92,8 @@ def test_a_stalled_database_leaves_status_answering_and_saying_so_then_nothing_i
         blocker.close()
     wait_until(lambda: db_status(flowd)["problem"] is None, 30, "the stall to be over", flowd)
     assert_chain_once(flowd, marks)
+    with Store.open(flowd.db_url) as store:
+        wait_until(lambda: store.dag("late"), 30, "the DAG parsed during the stall to be recorded", flowd)
 
 
 def test_a_stalled_postgresql_table_leaves_status_answering_and_saying_so(tmp_path: Path, pg_url: str):
