@@ -47,6 +47,11 @@ class NotAlone(Exception):
     """Another flowd holds the database (or answers on the socket); the message says which."""
 
 
+class LockUnavailable(NotAlone):
+    """The lock cannot be taken for now (its file cannot be created, the server cannot be reached):
+    at start that is a refusal like NotAlone; while running, the lock is only lost, not taken."""
+
+
 def refuse_if_running(path: str) -> None:
     """Refuse to start before touching the database when a flowd already answers on our socket.
 
@@ -109,7 +114,7 @@ class _FileLock:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise NotAlone(f"cannot open the database at {self.database}: cannot create its lock file "
+            raise LockUnavailable(f"cannot open the database at {self.database}: cannot create its lock file "
                            f"{path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -119,8 +124,11 @@ class _FileLock:
             raise NotAlone(f"the database {self.database} is in use by {holder}; two flowds on one "
                            "database would run every task twice: stop that one first, or give this "
                            "one its own --db") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{_who()} (socket {self.socket_path})\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{_who()} (socket {self.socket_path})\n".encode(), 0)
+        except OSError:  # a full disk: the flock is what matters, the name is for the refusal's line
+            pass
         return fd
 
     def pin(self) -> None:
@@ -139,7 +147,10 @@ class _FileLock:
         if _file_id(self.path) == (st.st_dev, st.st_ino):
             return LockCheck()
         how = f"its lock file {self.path} was deleted or replaced"
-        fd = self._take()  # NotAlone: another flowd has already locked the new file
+        try:
+            fd = self._take()  # NotAlone: another flowd has already locked the new file
+        except LockUnavailable as exc:
+            return LockCheck(lost=f"{how}; {exc}")
         os.close(self.fd)
         self.fd = fd
         return LockCheck(regained=how)
@@ -174,7 +185,7 @@ class _AdvisoryLock:
         try:
             conn = self.engine.connect()
         except sa.exc.DBAPIError as exc:
-            raise NotAlone(f"cannot connect to {url} to take flowd's lock: "
+            raise LockUnavailable(f"cannot connect to {url} to take flowd's lock: "
                            f"{' '.join(str(exc.orig).split())}") from None
         key = sa.text("SELECT pg_try_advisory_lock(:k, hashtext(current_schema()))")
         if conn.execute(key, {"k": PG_LOCK_CLASS}).scalar():
@@ -205,10 +216,8 @@ class _AdvisoryLock:
                 self._drop()
         try:
             self.conn = self._take()
-        except NotAlone as exc:
-            if "cannot connect" in str(exc):
-                return LockCheck(lost=f"{self.why}; {exc}")
-            raise
+        except LockUnavailable as exc:
+            return LockCheck(lost=f"{self.why}; {exc}")
         return LockCheck(regained=self.why)
 
     def _drop(self) -> None:

@@ -123,12 +123,12 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self._retry_at: datetime | None = None
         self._reload_pending = False
         self.hold_reason: str | None = None
+        """Why no task may start now whatever the host's resources (the database lock is lost);
+        set by flowd's lock watch, shown by the planner's hold."""
         self.superseded = False
+        """flowd stops because it may not go on with this database: running tries are left as they are."""
         self.import_error_count = 0
         """Kept in memory for `status`, which must answer while the database does not."""
-        """flowd stops because it may not go on with this database: running tries are left as they are."""
-        """Why no task may start now whatever the host's resources (the database lock is lost, the
-        database cannot be written); set by flowd's watchers, shown by the planner's hold."""
 
     # -- loading ---------------------------------------------------------------------------
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -124,6 +127,42 @@ def lose_lock(f: Flowd) -> None:
         engine.dispose()
 
 
+def stop_outside_a_transaction(f: Flowd) -> None:
+    """SIGSTOP flowd between two transactions. Stopped inside one it would hold the database's
+    write lock (SQLite) or the lease row (PostgreSQL), and the takeover would rightly wait for it."""
+    assert f.proc is not None
+    for _ in range(200):
+        os.kill(f.proc.pid, signal.SIGSTOP)
+        if not in_transaction(f):
+            return
+        os.kill(f.proc.pid, signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError("flowd was inside a transaction at every try")
+
+
+def in_transaction(f: Flowd) -> bool:
+    if f.db_url.startswith("sqlite"):
+        probe = sqlite3.connect(f.db_url.removeprefix("sqlite:///"), timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
+    ports = [c.laddr.port for c in psutil.Process(f.proc.pid).net_connections(kind="tcp")]
+    engine = sa.create_engine(f.db_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                              poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY(:p) AND state <> 'idle'"),
+                {"p": ports}).scalar())
+    finally:
+        engine.dispose()
+
+
 def stderr_has(f: Flowd, text: str, timeout: float = 20) -> None:
     wait_until(lambda: text in f.stderr(), timeout, repr(text), f)
 
@@ -149,7 +188,7 @@ def test_two_flowds_that_both_believe_they_hold_the_lock_never_run_a_task_twice(
     a.start()
     store = Store.open(a.db_url)
     started(a, 2)
-    os.kill(a.proc.pid, signal.SIGSTOP)  # a cannot notice the loss: it still believes it holds the lock
+    stop_outside_a_transaction(a)  # a cannot notice the loss: it still believes it holds the lock
     lose_lock(a)
     b.start()
     # a wakes up with work queued (its runner reported tries ending) and a lock it believes it holds.
