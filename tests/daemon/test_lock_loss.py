@@ -100,12 +100,12 @@ def chain_done(store: Store, f: Flowd, timeout: float = 90) -> dict:
     return wait_until(done, timeout, "the chain to finish", f)
 
 
-def assert_each_ran_once(f: Flowd, store: Store) -> None:
+def assert_each_ran_once(f: Flowd, store: Store, tasks: int = TASKS) -> None:
     run = chain_done(store, f)
     got = marks(f)
-    assert sorted(got) == sorted(f"t{i}" for i in range(TASKS)), f"a task ran twice or not at all: {got}"
+    assert sorted(got) == sorted(f"t{i}" for i in range(tasks)), f"a task ran twice or not at all: {got}"
     assert run["state"] == "success", {t["task_id"]: t["state"] for t in store.task_instances(run["id"])}
-    assert [len(store.tries(run["id"], f"t{i}")) for i in range(TASKS)] == [1] * TASKS
+    assert [len(store.tries(run["id"], f"t{i}")) for i in range(tasks)] == [1] * tasks
     assert len(store.runs("chain", limit=None)) == 1
 
 
@@ -263,3 +263,34 @@ def test_a_queued_try_without_a_log_is_followed_if_its_log_appears_and_handed_ov
     assert never.poll("1:u:1") is None
     monkeypatch.setattr(recovery, "LOST_GRACE", 0.0)
     assert never.poll("1:u:1") is spec  # nobody started it: hand the same try over
+
+
+def test_while_the_lock_cannot_be_taken_back_no_task_starts_and_the_chain_resumes_once_it_is(
+        tmp_path: Path):
+    """The lock file deleted and its path taken by a folder: the lock cannot be taken again."""
+    f = make_flowd(tmp_path)
+    marks_file = tmp_path / "marks.txt"
+    tasks = 10  # one a second: long enough that the chain would move on while the lock is lost
+    f.add_dag("chain.py", CHAIN.replace("{TASKS}", str(tasks)).replace("{MARKS}", str(marks_file))
+              .replace("sleep 0.4", "sleep 1"))
+    lock = Path(f.db_url.removeprefix("sqlite:///") + ".flowd-lock")
+    try:
+        f.start()
+        store = Store.open(f.db_url)
+        started(f, 2)
+        lock.unlink()
+        lock.mkdir()
+        held = wait_until(lambda: (s := hello_status(f.socket_path)["database"])["lock"] != "held" and s, 20,
+                          "status to say the lock is lost", f)
+        assert held["lock"].startswith("lost the database lock: its lock file") and "Is a directory" in held["lock"]
+        time.sleep(1)  # a try committed just before the loss may still be starting
+        ran = len(marks(f))
+        time.sleep(3)  # several task lengths: the chain would have moved on had starts not been held
+        assert len(marks(f)) == ran, "a task started while the database lock was lost"
+        assert f.proc.poll() is None
+        lock.rmdir()
+        stderr_has(f, "took the database lock back")
+        assert_each_ran_once(f, store, tasks)
+        store.close()
+    finally:
+        f.discard()
