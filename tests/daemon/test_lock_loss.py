@@ -270,9 +270,9 @@ def test_while_the_lock_cannot_be_taken_back_no_task_starts_and_the_chain_resume
     """The lock file deleted and its path taken by a folder: the lock cannot be taken again."""
     f = make_flowd(tmp_path)
     marks_file = tmp_path / "marks.txt"
-    tasks = 10  # one a second: long enough that the chain would move on while the lock is lost
+    tasks = 8  # long enough that the chain would move on while the lock is lost
     f.add_dag("chain.py", CHAIN.replace("{TASKS}", str(tasks)).replace("{MARKS}", str(marks_file))
-              .replace("sleep 0.4", "sleep 1"))
+              .replace("sleep 0.4", "sleep 0.5"))
     lock = Path(f.db_url.removeprefix("sqlite:///") + ".flowd-lock")
     try:
         f.start()
@@ -283,9 +283,9 @@ def test_while_the_lock_cannot_be_taken_back_no_task_starts_and_the_chain_resume
         held = wait_until(lambda: (s := hello_status(f.socket_path)["database"])["lock"] != "held" and s, 20,
                           "status to say the lock is lost", f)
         assert held["lock"].startswith("lost the database lock: its lock file") and "Is a directory" in held["lock"]
-        time.sleep(1)  # a try committed just before the loss may still be starting
+        time.sleep(0.5)  # a try committed just before the loss may still be starting
         ran = len(marks(f))
-        time.sleep(3)  # several task lengths: the chain would have moved on had starts not been held
+        time.sleep(2.5)  # several task lengths: the chain would have moved on had starts not been held
         assert len(marks(f)) == ran, "a task started while the database lock was lost"
         assert f.proc.poll() is None
         lock.rmdir()
