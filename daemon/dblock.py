@@ -365,12 +365,16 @@ class DatabaseHealth:
         self.since_wall: str | None = None
         self.failures = 0
 
-    def failed(self, exc: BaseException) -> float:
-        """Record a failed write; returns the seconds to wait before trying again."""
+    def classify(self, exc: BaseException) -> tuple[str, str]:
+        """(problem, the database's message on one line) for a failed statement."""
         text = " ".join(str(getattr(exc, "orig", None) or exc).split())
         low = text.lower()
-        problem = ("database full" if any(k in low for k in _FULL) or disk_full(self.database) else
-                   "database stalled" if any(k in low for k in _STALLED) else "database write failed")
+        return ("database full" if any(k in low for k in _FULL) or disk_full(self.database) else
+                "database stalled" if any(k in low for k in _STALLED) else "database write failed"), text
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failed write; returns the seconds to wait before trying again."""
+        problem, text = self.classify(exc)
         if self.problem is None:
             from datetime import UTC, datetime
 

@@ -174,9 +174,11 @@ class Daemon:
             except (StoreError, sa.exc.OperationalError) as exc:
                 if store is not None:
                     store.close()
+                problem, text = health.classify(exc)
+                if problem != "database full" or self.stopping.is_set():
+                    raise StartupError(str(exc) if isinstance(exc, StoreError)
+                                       else f"cannot write the database {url}: {text}") from None
                 delay = health.failed(exc)
-                if health.problem != "database full" or self.stopping.is_set():
-                    raise StartupError(str(exc)) from None
                 self.notifier.notify(f"STATUS=database full, waiting for space: {health.detail}"[:1000],
                                      f"EXTEND_TIMEOUT_USEC={int((delay + 30) * 1e6)}")
                 try:
