@@ -120,6 +120,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.monitor = ResourceMonitor(settings)
         self.health = DatabaseHealth(store.url.database if store.dialect == "sqlite" else None)
         """Failed writes (database full, stalled): starts are held and the tick retried with backoff."""
+        self.retry_writes = False
+        """flowd sets it; a foreground command (`flow dags test`) fails on a write error instead."""
         self._retry_at: datetime | None = None
         self._reload_pending = False
         self.hold_reason: str | None = None
@@ -268,6 +270,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         except LeaseLost:
             raise
         except sa.exc.OperationalError as exc:
+            if not self.retry_writes:
+                raise
             self._reload_pending = True
             self._retry_at = self.clock() + timedelta(seconds=self.health.failed(exc))
             return self._retry_at

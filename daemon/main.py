@@ -201,6 +201,7 @@ class Daemon:
         from .notify import Notifications
 
         self.engine = Engine(store, executor, self.settings, schedule=True)
+        self.engine.retry_writes = True
         self.engine.notifications = Notifications(self.settings, store)
         self.engine.housekeeping = Housekeeping(self.engine, self.settings)
         self.engine.load()
