@@ -40,6 +40,11 @@ def ops_status_rows(st: dict[str, Any]) -> list[tuple[str, str]]:
                              f"{last.get('dag_id')}.{last.get('task_id')}: {last.get('reason')}"))
         for item in note.get("unknown") or []:
             rows.append(("", f"warning: DAG {item.get('dag_id')}: {item.get('detail')} (not configured)"))
+    db = st.get("database")
+    if isinstance(db, dict):
+        state = (f"{db['problem']} for {db.get('for_seconds')} s ({db.get('failed_writes')} failed writes, "
+                 f"retrying; no task starts): {db.get('detail')}" if db.get("problem") else "ok")
+        rows.append(("db state", f"{state}; lock {db.get('lock')}, lease epoch {db.get('epoch')}"))
     storage = st.get("storage")
     if isinstance(storage, dict):
         days = storage.get("log_retention_days")

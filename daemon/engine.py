@@ -16,7 +16,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from flow.executors.base import Executor, TaskResult, TaskSpec
 from flow.planner import plan
@@ -26,14 +28,18 @@ from flow.schedule import plan_dag_runs
 from flow.states import ACTIVE, RunState, TaskState, check_run_transition, check_task_transition
 
 from . import faults
+from .dblock import DatabaseHealth
 from .loop import LoopMixin
 from .ops import Operations
-from .recovery import Orphan, settle_orphans
+from .recovery import Orphan, Unstarted, settle_orphans
 from .resources import ResourceMonitor
 from .results import ResultsMixin
 from .specs import CALLBACK_FOR_STATE, build_spec, callback_spec, run_id_for
-from .store import Store
+from .store import LeaseLost, Store
 from .writebuf import WriteBuffer
+
+if TYPE_CHECKING:
+    from .recovery_remote import RemoteOrphan
 
 log = logging.getLogger("flow.engine")
 
@@ -113,7 +119,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self._events: list[tuple[str, Any]] = []
         self._notes: list[tuple[str, dict[str, Any]]] = []
         self._wake: asyncio.Event | None = None
-        self.orphans: dict[str, Orphan] = {}
+        self.orphans: dict[str, Orphan | Unstarted | RemoteOrphan] = {}
         self.resubmit: list[TaskSpec] = []
         """Tries committed as QUEUED by an earlier flowd that never reached a runner."""
         self.callbacks: list[TaskSpec] = []
@@ -124,11 +130,25 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.housekeeping: Any = None
         """flowd's log retention sweep and storage figures (daemon/housekeeping.py)."""
         self.monitor = ResourceMonitor(settings)
+        self.health = DatabaseHealth(store.url.database if store.dialect == "sqlite" else None)
+        """Failed writes (database full, stalled): starts are held and the tick retried with backoff."""
+        self.retry_writes = False
+        """flowd sets it; a foreground command (`flow dags test`) fails on a write error instead."""
+        self._retry_at: datetime | None = None
+        self._reload_pending = False
+        self.hold_reason: str | None = None
+        """Why no task may start now whatever the host's resources (the database lock is lost);
+        set by flowd's lock watch, shown by the planner's hold."""
+        self.superseded = False
+        """flowd stops because it may not go on with this database: running tries are left as they are."""
+        self.import_error_count = 0
+        """Kept in memory for `status`, which must answer while the database does not."""
 
     # -- loading ---------------------------------------------------------------------------
 
     def load(self, *, run_keys: set[int] | None = None) -> None:
         """Read DAGs and unfinished runs from the store (all of them, or only `run_keys`)."""
+        self.import_error_count = len(self.store.import_errors())
         for row in self.store.dags():
             self._remember_dag(row)
         for row in self.store.unfinished_runs():
@@ -189,6 +209,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             if deactivated:
                 tx.deactivate_dags(deactivated)
             tx.replace_import_errors(parsed, errors, now)
+        self.import_error_count = len(self.store.import_errors())
         for dag_id in {s["dag_id"] for s in upserts} | set(deactivated):
             row = self.store.dag(dag_id)
             if row:
@@ -233,6 +254,11 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self._events.append(("finished", result))
         self.wake()
 
+    def set_hold(self, reason: str | None) -> None:
+        """Start no task while `reason` holds (None: start them again); results are still recorded."""
+        self.hold_reason = reason
+        self.wake()
+
     def wake(self) -> None:
         if self._wake is not None:
             self._wake.set()
@@ -252,7 +278,48 @@ class Engine(Operations, ResultsMixin, LoopMixin):
 
     # -- one iteration ----------------------------------------------------------------------
 
+    def waiting_to_retry(self) -> bool:
+        """True while a failed write's backoff runs (events then wait for the retry)."""
+        return self._retry_at is not None and self._retry_at > self.clock()
+
     def tick(self) -> datetime | None:
+        """One iteration, unless the database cannot be written: then memory (which is ahead of the
+        database by the failed transaction) is reloaded from the database as a restart would, no
+        task starts, and the iteration is retried with backoff. Nothing is lost: what the failed
+        transaction held comes back from the exit records and logs, as after a crash."""
+        if self.waiting_to_retry():
+            return self._retry_at
+        try:
+            if self._reload_pending:
+                self._reload()
+            wake_at = self._tick()
+        except LeaseLost:
+            raise
+        except sa.exc.OperationalError as exc:
+            if not self.retry_writes:
+                raise
+            self._reload_pending = True
+            self._retry_at = self.clock() + timedelta(seconds=self.health.failed(exc))
+            return self._retry_at
+        if self._retry_at is not None:
+            self._retry_at = None
+            self.health.recovered()
+        return wake_at
+
+    def _reload(self) -> None:
+        # Tries this process handed to its executor are still its executor's: it reports their
+        # end, so recovery must not treat them as an earlier flowd's (a remote one would be killed).
+        ours = set(self.refs) - set(self.orphans)
+        for name in ("runs", "refs", "orphans", "unpaused_runs", "dirty"):
+            getattr(self, name).clear()
+        self.resubmit, self.callbacks, self.alerts, self._notes, self._events = [], [], [], [], []
+        self._plan_wake = None
+        self.load()
+        for ref in ours & set(self.orphans):
+            del self.orphans[ref]
+        self._reload_pending = False
+
+    def _tick(self) -> datetime | None:
         """Apply events, create due runs, plan until stable, commit, then spawn. Returns wake_at."""
         now = self.clock()
         if self.orphans:
@@ -300,7 +367,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         for ref, reason in kills:
             self.kill_try(ref, reason)
         callbacks, self.callbacks = self.callbacks, []
-        resubmit, self.resubmit = self.resubmit, []
+        resubmit, self.resubmit = ([], self.resubmit) if self.hold_reason else (self.resubmit, [])
         for spec in resubmit + submit + callbacks:
             self.executor.submit(spec)
         self.callbacks_inflight.update(c.ref for c in callbacks)
@@ -325,7 +392,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
             self.runs[k].dag_id for k in self.unpaused_runs if k in self.runs
         }
         return Snapshot(self.defs, tuple(views), self.settings.parallelism, paused, frozenset(self.dirty),
-                        hold=self.monitor.hold())
+                        hold=self.hold_reason or self.health.hold() or self.monitor.hold())
 
     def _uses_past(self, dag_id: str) -> bool:
         return dag_id in self.past_dags

@@ -21,7 +21,17 @@ def ops_status(engine: Any) -> dict[str, Any]:
             "storage": storage,
             "problems": [f"{problem['reason']} since {problem['since']}: {problem['tries']} tries' logs "
                          f"incomplete, last {problem['last_try']}"] if problem else [],
-            "default_timezone": getattr(engine.settings, "default_timezone", None) or "UTC"}
+            "default_timezone": getattr(engine.settings, "default_timezone", None) or "UTC",
+            "database": database_status(engine)}
+
+
+def database_status(engine: Any) -> dict[str, Any] | None:
+    """From memory, so it answers while the database does not: the last write's trouble (`problem`:
+    "database full", "database stalled", for how long), the lock, and this flowd's lease epoch."""
+    health = getattr(engine, "health", None)
+    if health is None:
+        return None
+    return health.status() | {"lock": engine.hold_reason or "held", "epoch": engine.store.fence_epoch}
 
 
 async def db_clean(call: Call, p: dict[str, Any]) -> dict[str, Any]:

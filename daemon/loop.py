@@ -49,7 +49,7 @@ class LoopMixin:
                 if periodic is not None:
                     left = max(0.0, next_periodic - loop.time())
                     timeout = left if timeout is None else min(timeout, left)
-                if self._events:
+                if self._events and not self.waiting_to_retry():
                     continue
                 # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancel that arrives just
                 # as the wake event is set (CPython gh-86296), and the loop then never ends.
@@ -60,7 +60,8 @@ class LoopMixin:
                     pass
         finally:
             sampler.cancel()
-            await self.executor.stop(kill_running=kill_on_exit)
+            # Stopped because another flowd has the database: its tries are that flowd's now.
+            await self.executor.stop(kill_running=kill_on_exit and not self.superseded and self.store.lost is None)
 
     def _due_now(self: Engine) -> bool:
         if not self.schedule:

@@ -39,6 +39,9 @@ STATUS_PERIOD = 2.0
 RELOAD_PARSE_WAIT = 10.0
 """Seconds a reload waits for the DAG folder's re-parse before it says READY=1 again; files still
 being parsed then (a hanging one, say) arrive later, as they would without a reload."""
+DB_LOCK_WAIT = 1.0
+"""Seconds a database statement of flowd's waits for a lock held elsewhere: the loop serves the
+socket too, so a stalled database fails the write (retried with backoff) instead of blocking it."""
 
 
 class StartupError(Exception):
@@ -214,21 +217,59 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self.after_ready: list[Callable[[], None]] = []
         """Slow start-up checks that need not hold READY back (each runs once, in a thread)."""
+        self._unsaved_parse: float | None = None
+        """When a parse could not be written to the database (full, stalled): then the folder is
+        parsed again from scratch once the database can be written."""
+        self._fatal: str | None = None
+        """Why flowd must stop although nobody asked it to (the database lock or file is gone)."""
 
     # -- start -----------------------------------------------------------------------------
 
-    def open_engine(self) -> None:
-        from flow.executors.base import build_executor
+    async def open_store(self) -> Any:
+        """Lock, open (migrate) and take the lease; while the database's disk is full, wait for space
+        with backoff instead of exiting (systemd would only restart flowd into the same full disk)."""
+        import sqlalchemy as sa
 
-        from .dblock import DatabaseLock, NotAlone
-        from .engine import Engine
+        from .dblock import DatabaseHealth, DatabaseLock, NotAlone
         from .store import Store, StoreError, parse_url
 
         try:
-            self.db_lock = DatabaseLock.acquire(parse_url(self.settings.db_url), self.settings.socket_path)
-            store = Store.open(self.settings.db_url)
+            url = parse_url(self.settings.db_url)
+            self.db_lock = DatabaseLock.acquire(url, self.settings.socket_path)
         except (StoreError, NotAlone) as exc:
             raise StartupError(str(exc)) from None
+        health = DatabaseHealth(url.database if url.get_backend_name() == "sqlite" else None)
+        while True:
+            store = None
+            try:
+                store = Store.open(self.settings.db_url, lock_wait=DB_LOCK_WAIT)
+                self.db_lock.pin()
+                # Before anything is read: from here on a flowd that lost the lock cannot commit.
+                store.take_lease(socket.gethostname(), os.getpid(), self.settings.socket_path, _utcnow())
+                health.recovered()
+                return store
+            except (StoreError, sa.exc.OperationalError) as exc:
+                if store is not None:
+                    store.close()
+                problem, text = health.classify(exc)
+                if problem != "database full" or self.stopping.is_set():
+                    raise StartupError(str(exc) if isinstance(exc, StoreError)
+                                       else f"cannot write the database {url}: {text}") from None
+                delay = health.failed(exc)
+                self.notifier.notify(f"STATUS=database full, waiting for space: {health.detail}"[:1000],
+                                     f"EXTEND_TIMEOUT_USEC={int((delay + 30) * 1e6)}")
+                try:
+                    async with asyncio.timeout(delay):
+                        await self.stopping.wait()
+                except TimeoutError:
+                    pass
+
+    async def open_engine(self) -> None:
+        from flow.executors.base import build_executor
+
+        from .engine import Engine
+
+        store = await self.open_store()
         try:
             executor = build_executor(self.settings.executor, connections_file=self.settings.connections_file)
         except (KeyError, ValueError) as exc:
@@ -237,20 +278,42 @@ class Daemon:
         from .notify import Notifications
 
         self.engine = Engine(store, executor, self.settings, schedule=True)
+        self.engine.retry_writes = True
         self.engine.notifications = Notifications(self.settings, store)
         self.engine.housekeeping = Housekeeping(self.engine, self.settings)
         self.engine.load()
 
     async def refresh(self) -> None:
         """The engine's periodic folder scan; a broken DAG folder is logged, never fatal."""
+        import sqlalchemy as sa
+
+        lost = self.watcher.unsaved
+        if lost is not None:  # a parse result arrived while the database could not take it
+            self.watcher.unsaved = None
+            self._parse_lost(lost)
         try:
+            if self._unsaved_parse is not None:
+                if self.engine.health.problem is not None or time.monotonic() - self._unsaved_parse < 5.0:
+                    return
+                # The scan noted the files as seen though their parse was never recorded: all again.
+                self._unsaved_parse = None
+                self.watcher.rescan()
             await self.watcher.refresh()
+        except sa.exc.OperationalError as exc:
+            self._parse_lost(exc)
         except Exception as exc:
             log.error("scanning the DAG folder %s failed: %s", self.settings.dags_folder, exc)
         try:
             self.engine.notifications.check_dags(self.engine.dags, self.engine.inactive)
         except Exception:
             log.exception("checking the notifiers DAGs name failed")
+
+    def _parse_lost(self, exc: Exception) -> None:
+        if self._unsaved_parse is None:
+            orig = getattr(exc, "orig", exc)
+            log.error("cannot record the DAG folder's parse (%s); parsing it again once the database "
+                      "can be written", " ".join(str(orig).split())[:300])
+        self._unsaved_parse = time.monotonic()
 
     async def rescan_all(self) -> None:
         """Parse every DAG file again, as a fresh start would, and wait (a while) for the results."""
@@ -275,7 +338,9 @@ class Daemon:
                 parse_listen(self.settings.metrics_listen)
             except ExporterError as exc:
                 raise StartupError(str(exc)) from None
-        self.open_engine()
+        await self.open_engine()
+        if self.stopping.is_set():
+            return
         self.watcher = FolderWatcher(self.engine)
         self.server = Server(self.engine, self.settings, sock=self.sock)
         try:
@@ -322,6 +387,9 @@ class Daemon:
         self._spawn(self.engine.housekeeping.run(), "housekeeping")
         for check in self.after_ready:
             self._spawn(asyncio.to_thread(check), "after-ready check")
+        from .dblock import watch
+
+        self._spawn(watch(self.db_lock, self.engine.store, self.engine.set_hold, self.fail), "dblock")
         if self._reload_again:
             self.request_reload()  # a SIGHUP that came during start-up
         kill = self.settings.stop_mode == "kill"
@@ -330,7 +398,14 @@ class Daemon:
         stop_task = asyncio.create_task(self.stopping.wait(), name="stop")
         await asyncio.wait({engine_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         code = 0
-        if engine_task.done():
+        from .store import LeaseLost
+
+        if engine_task.done() and isinstance(engine_task.exception(), LeaseLost):
+            self.fail(str(engine_task.exception()))
+        if self._fatal is not None:
+            stop_task.cancel()
+            code = 1
+        elif engine_task.done():
             stop_task.cancel()
             exc = engine_task.exception()
             why = f"{type(exc).__name__}: {exc}" if exc else "its loop returned"
@@ -357,7 +432,7 @@ class Daemon:
         engine = self.engine
         try:
             dags = sum(1 for d in engine.dags if d not in engine.inactive)
-            errors = len(engine.store.import_errors())
+            errors = engine.import_error_count
             problem = engine.housekeeping.logs.problem if engine.housekeeping is not None else None
             logs = "; logs incomplete (see flow status)" if problem else ""
             return f"{dags} DAGs, {engine.running_count()} running, {errors} import errors{logs}"
@@ -372,6 +447,17 @@ class Daemon:
             if line != self._status and not self._reloading:
                 self._status = line
                 self.notifier.notify(f"STATUS={line}")
+
+    def fail(self, reason: str) -> None:
+        """Stop because flowd may not go on (its database lock or file is gone): one line says why."""
+        if self._fatal is not None:
+            return
+        self._fatal = reason
+        if self.engine is not None:
+            self.engine.superseded = True
+        log.error("%s", reason)
+        self.notifier.notify("STOPPING=1", f"STATUS=failed: {reason}"[:1000])
+        self.stopping.set()
 
     def request_stop(self, sig: int) -> None:
         if self.stopping.is_set():
@@ -478,6 +564,12 @@ def fan_out(listeners: list[Callable[[str, dict[str, Any]], None]]) -> Callable[
             listener(kind, payload)
 
     return each
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
 
 
 def _version() -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004_lease"
 """The newest migration this code ships; checked with a plain query so an up-to-date open stays fast."""
 
 VERSION_TABLE = "alembic_version"
@@ -224,3 +224,17 @@ try_resources = sa.Table(
 )
 """One row per finished try that ran a process: its totals and a downsampled CPU/RSS series.
 Apart from task_try so that the hot try updates stay narrow and the figures can be dropped alone."""
+
+lease = sa.Table(
+    "lease",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("socket", sa.Text, nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+)
+"""One row (id 1): which flowd holds the database and its epoch. Each flowd that takes the lock
+increments the epoch; every write transaction checks it (``Store.fence``), so a flowd that lost
+its lock cannot commit a scheduling decision even while it still believes it holds it."""

@@ -12,6 +12,10 @@ an upgrade or a restart the record tells how a try ended. For a try still in fli
 - a remote (SSH) try's log: an earlier flowd that crashed could not kill it; see recovery_remote.
 - no log at all: the try was committed but never handed to a runner (flowd stopped between
   the commit and the spawn), so the same try is handed to the new runner. Nothing runs twice.
+  Unless the flowd that committed it is still alive: one that lost its database lock is fenced
+  out at its next commit, but a try it committed just before the takeover may be on its way to
+  its runner. So the hand-over waits LOST_GRACE for a log to appear (`Unstarted`); if one does,
+  the try is followed like any other.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from flow.executors.base import TaskResult
+from flow.executors.base import TaskResult, TaskSpec
 from flow.executors.tryprocs import signal_pids, tagged_pids, try_tag
 from flow.states import TaskState
 
@@ -126,6 +130,39 @@ class Orphan:
         signal_pids(tagged_pids([tag])[tag], sig)
 
 
+class Unstarted:
+    """A try committed as QUEUED that has no log yet: handed over again unless its log appears soon."""
+
+    def __init__(self, log_file: str, spec: TaskSpec):
+        self.log_file = log_file
+        self.spec = spec
+        self.since = time.monotonic()
+        self.follow: Orphan | None = None
+        self.kill_reason: str | None = None
+
+    def poll(self, ref: str) -> TaskResult | TaskSpec | None:
+        """The try's result once it has one, its spec to hand over again, or None: wait."""
+        waited = time.monotonic() - self.since >= LOST_GRACE
+        if self.follow is None and os.path.exists(self.log_file):
+            pid = pid_from_log(self.log_file)
+            if pid is not None or waited:
+                self.follow = Orphan(status_path(self.log_file), pid)
+                if self.kill_reason:
+                    self.follow.kill(signal.SIGTERM)
+        if self.follow is not None:
+            self.follow.kill_reason = self.kill_reason
+            return self.follow.poll(ref)
+        if not waited:
+            return None
+        if self.kill_reason:
+            return TaskResult(ref=ref, pid=None, ok=False, killed=self.kill_reason, error=self.kill_reason)
+        return self.spec
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.follow is not None:
+            self.follow.kill(sig)
+
+
 def settle_orphans(engine: Engine, run: RunMem) -> None:
     """Queue a result for every in-flight try of `run`, follow it, or hand it over again."""
     for task_id, view in run.tis.items():
@@ -152,4 +189,4 @@ def settle_orphans(engine: Engine, run: RunMem) -> None:
                 engine._events.append(("finished", TaskResult(
                     ref=ref, pid=None, ok=False, error="the task is no longer in its DAG file")))
                 continue
-            engine.resubmit.append(build_spec(engine, run, task, view.try_number, extra.max_tries))
+            engine.orphans[ref] = Unstarted(log_file, build_spec(engine, run, task, view.try_number, extra.max_tries))

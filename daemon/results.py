@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flow.dagindex import branch_skips, short_circuit_skips
-from flow.executors.base import MAX_CWD_BYTES, MAX_RENDERED_BYTES, cap_text
+from flow.executors.base import MAX_CWD_BYTES, MAX_RENDERED_BYTES, TaskSpec, cap_text
 from flow.planner import on_try_finished
 from flow.states import TaskState
 
@@ -30,7 +30,10 @@ class ResultsMixin:
     def _check_orphans(self: Engine) -> None:
         for ref, orphan in list(self.orphans.items()):
             result = orphan.poll(ref)
-            if result is not None:
+            if isinstance(result, TaskSpec):  # committed, never handed to a runner: hand it over now
+                del self.orphans[ref]
+                self.resubmit.append(result)
+            elif result is not None:
                 del self.orphans[ref]
                 self._events.append(("finished", result))
 

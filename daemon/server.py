@@ -289,7 +289,7 @@ class Server:
             "free_slots": max(0, parallelism - running),
             "dags": len(active),
             "paused": sum(1 for d in active if d in engine.paused),
-            "import_errors": len(engine.store.import_errors()),
+            "import_errors": engine.import_error_count,
             "db": str(engine.store.url),
             "socket": self.socket_path,
             "dags_folder": self.settings.dags_folder,

@@ -20,12 +20,33 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
-from .models import HEAD_REVISION, VERSION_TABLE
+from .models import HEAD_REVISION, VERSION_TABLE, lease
 from .store_reads import StoreReads
 from .store_resources import ResourceReads
 from .store_tx import DuplicateRunError, StoreError, Tx
 
-__all__ = ["DuplicateRunError", "Store", "StoreError", "Tx"]
+__all__ = ["DuplicateRunError", "LeaseLost", "Store", "StoreError", "Tx"]
+
+
+class LeaseLost(StoreError):
+    """Another flowd took the database over (the lease's epoch moved on): this one must stop.
+
+    Raised by :meth:`Store.begin` before the transaction's body runs, so the transaction rolls
+    back with nothing written; the message names the flowd that holds the lease now.
+    """
+
+
+_LEASE_ROW = sa.select(lease).where(lease.c.id == 1)
+# SQLite: begin() is BEGIN IMMEDIATE, so the write lock already keeps the epoch still until the
+# commit. PostgreSQL: FOR SHARE makes a takeover's UPDATE wait for this transaction to end, and
+# makes this read wait for (and then see) a takeover already under way.
+_FENCE = _LEASE_ROW.with_for_update(read=True)
+
+
+def describe_lease(row: Any) -> str:
+    """`flowd pid 12 on host (socket /run/flowd/flowd.sock), epoch 3 since 2026-12-04T18:00:00+00:00`."""
+    return (f"flowd pid {row['pid']} on {row['host']} (socket {row['socket']}), epoch {row['epoch']} "
+            f"since {row['acquired_at'].isoformat(timespec='seconds')}")
 
 
 _SQLITE_PRAGMAS = ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
@@ -80,6 +101,20 @@ def _pragma(cursor: Any, pragma: str, patience: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+def _busy_timeout(seconds: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+    return on_connect
+
+
+def _lock_timeout(seconds: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(seconds * 1000)}")
+        dbapi_conn.commit()
+    return on_connect
+
+
 def _on_sqlite_begin(conn: Connection) -> None:
     """Writers take the write lock up front so a busy database makes them wait, not fail.
 
@@ -110,13 +145,19 @@ class Store(StoreReads, ResourceReads):
         self.url: URL = url
         """The database URL; ``str(store.url)`` masks the password."""
         self.dialect: str = engine.dialect.name
+        self.fence_epoch: int | None = None
+        """The lease epoch this process took (:meth:`take_lease`); every write transaction then checks it."""
+        self.lost: LeaseLost | None = None
+        """Set the first time a write transaction found the lease taken by another flowd."""
 
     @classmethod
-    def open(cls, url: str | URL, *, migrate: bool = True) -> Store:
+    def open(cls, url: str | URL, *, migrate: bool = True, lock_wait: float | None = None) -> Store:
         """Connect, refuse a schema newer than this code, and (if ``migrate``) bring it up to date.
 
         ``migrate=False`` still opens an empty or older database, so ``flow db upgrade`` can open
-        and then call :meth:`upgrade` itself.
+        and then call :meth:`upgrade` itself. ``lock_wait`` bounds how long a statement waits for
+        a lock another connection holds (SQLite's busy_timeout, PostgreSQL's lock_timeout;
+        default 10 s and none): flowd's loop must not block for long on a stalled database.
         """
         parsed = parse_url(url)
         if parsed.get_backend_name() == "sqlite":
@@ -126,11 +167,15 @@ class Store(StoreReads, ResourceReads):
                 raise StoreError(f"cannot open the database at {parsed}: {exc}") from None
             engine = sa.create_engine(parsed)
             event.listen(engine, "connect", _on_sqlite_connect)
+            if lock_wait is not None:
+                event.listen(engine, "connect", _busy_timeout(lock_wait))
             event.listen(engine, "begin", _on_sqlite_begin)
         else:
             # A firewalled host would otherwise hang the open forever instead of failing with a reason.
             connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
             engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+            if lock_wait is not None:
+                event.listen(engine, "connect", _lock_timeout(lock_wait))
         store = cls(engine, parsed)
         try:
             current = store.revision()
@@ -205,6 +250,41 @@ class Store(StoreReads, ResourceReads):
 
     @contextmanager
     def begin(self) -> Iterator[Tx]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        Once this process holds the lease (:meth:`take_lease`), the transaction first checks the
+        lease's epoch: one primary-key read per transaction, the fence that keeps a flowd which
+        lost its lock from committing anything after another one took the database over.
+        """
         with self._engine.begin() as conn:
+            if self.fence_epoch is not None:
+                row = conn.execute(_FENCE).mappings().first()
+                if row is None or row["epoch"] != self.fence_epoch:
+                    self.lost = self.lost or LeaseLost(
+                        f"another flowd took the database {self.url} over: "
+                        f"{describe_lease(row) if row else 'the lease row is gone'} (this flowd had epoch "
+                        f"{self.fence_epoch}); stopping so that no task runs twice")
+                    raise self.lost
             yield Tx(conn, self.dialect)
+
+    # -- the lease ------------------------------------------------------------------------------
+
+    def take_lease(self, host: str, pid: int, socket_path: str, now: Any) -> int:
+        """Become the database's holder: increment the epoch (1 for the first flowd) and fence
+        every later write transaction of this store by it. Call with the database lock held."""
+        values = {"host": host[:255], "pid": pid, "socket": socket_path, "acquired_at": now}
+        with self._engine.begin() as conn:
+            row = conn.execute(_LEASE_ROW.with_for_update()).mappings().first()
+            epoch = (row["epoch"] if row else 0) + 1
+            if row is None:
+                conn.execute(sa.insert(lease).values(id=1, epoch=epoch, **values))
+            else:
+                conn.execute(sa.update(lease).where(lease.c.id == 1).values(epoch=epoch, **values))
+        self.fence_epoch = epoch
+        return epoch
+
+    def lease(self) -> dict[str, Any] | None:
+        """The lease row (epoch, host, pid, socket, acquired_at), or None before any flowd took it."""
+        with self._read() as conn:
+            row = conn.execute(_LEASE_ROW).mappings().first()
+            return dict(row) if row else None

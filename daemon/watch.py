@@ -35,6 +35,8 @@ class FolderWatcher:
         self.folder = DagFolder(engine.settings.dags_folder)
         self.registry = DagRegistry()
         self._seeded = False
+        self.unsaved: Exception | None = None
+        """The first write error that lost a parse's result; the owner parses everything again later."""
         settings = engine.settings
         self.pool = ParsePool(self._arrived, processes=settings.parse_processes,
                               timeout=lambda: settings.parse_timeout, memory_limit=self._memory_limit)
@@ -111,7 +113,13 @@ class FolderWatcher:
         await self.pool.close()
 
     def _arrived(self, path: str, result: FileResult) -> None:
-        self._apply({path: result}, [], [])
+        import sqlalchemy as sa
+
+        try:
+            self._apply({path: result}, [], [])
+        except sa.exc.OperationalError as exc:  # the database could not take it (full, stalled)
+            if self.unsaved is None:
+                self.unsaved = exc
 
     def _apply(self, results: dict, deleted: list[str], gone: list[str]) -> int:
         if not results and not deleted and not gone:
