@@ -134,7 +134,7 @@ def test_error_reply_and_event_shapes():
 def test_protocol_error_refuses_codes_outside_the_table():
     with pytest.raises(ValueError, match="unknown protocol error code"):
         ProtocolError("oops", "x")
-    assert "internal" in ERROR_CODES and len(ERROR_CODES) == 10
+    assert "internal" in ERROR_CODES and len(ERROR_CODES) == 11
 
 
 # -- params -----------------------------------------------------------------------------------

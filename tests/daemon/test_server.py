@@ -109,7 +109,7 @@ def test_status_reports_the_daemon(live: LiveServer, client: Client):
                        "parallelism", "free_slots", "dags", "paused", "import_errors", "db", "socket",
                        "dags_folder", "notifications", "storage", "default_timezone", "host", "admission",
                        "db_size", "log_size", "open_files", "sample_interval", "sampling_cpu_seconds",
-                       "remote_sampling", "connections", "database"}
+                       "remote_sampling", "connections", "database", "problems"}
     assert st["connections"]["open"] >= 1 and st["connections"]["pending"] >= 0  # this client is open
     assert st["database"]["problem"] is None and st["database"]["lock"] == "held"
     assert st["notifications"] is None and st["storage"] is None, "this harness runs no alerting or sweep"
