@@ -354,6 +354,7 @@ class Daemon:
         listeners = [self.server.publish, outcomes.observe]
         if self.settings.metrics_listen or self.settings.metrics_textfile:
             listeners.append(await self.start_metrics())
+            self.watcher.on_parsed = self.metrics.metrics.parsed
         self.engine.listener = fan_out(listeners)
 
     async def start_metrics(self) -> Callable[[str, dict[str, Any]], None]:

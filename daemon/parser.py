@@ -267,6 +267,8 @@ class FileResult:
 
     dags: list[dict] = field(default_factory=list)
     error: tuple[str, str] | None = None
+    seconds: float | None = None
+    """How long the parse took, from handing the file to a child to its answer (set by the pool)."""
 
 
 class ParserStartError(RuntimeError):

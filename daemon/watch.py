@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flow.units import parse_size
@@ -35,6 +36,8 @@ class FolderWatcher:
         self.folder = DagFolder(engine.settings.dags_folder)
         self.registry = DagRegistry()
         self._seeded = False
+        self.on_parsed: Callable[[str, float], None] | None = None
+        """Told each file's parse time as its result arrives (flowd's metrics)."""
         self.unsaved: Exception | None = None
         """The first write error that lost a parse's result; the owner parses everything again later."""
         settings = engine.settings
@@ -115,6 +118,8 @@ class FolderWatcher:
     def _arrived(self, path: str, result: FileResult) -> None:
         import sqlalchemy as sa
 
+        if self.on_parsed is not None and result.seconds is not None:
+            self.on_parsed(path, result.seconds)
         try:
             self._apply({path: result}, [], [])
         except sa.exc.OperationalError as exc:  # the database could not take it (full, stalled)

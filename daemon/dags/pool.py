@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from ..parser import FileResult, ParseChild, ParserStartError
 
@@ -202,6 +204,7 @@ class ParsePool:
                 if not self._fail_fast and path not in self._dropped:
                     self._pending = {path: None, **self._pending}
                 return
+            began = time.monotonic()
             parse = asyncio.ensure_future(child.parse(path, self._timeout()))
             try:
                 done, _ = await asyncio.wait({parse}, timeout=self._slow_after)
@@ -238,6 +241,7 @@ class ParsePool:
                 self._pending[path] = None
             self._wakeup.set()
         if result is not None and not dropped:
+            result = replace(result, seconds=time.monotonic() - began)
             try:
                 self._sink(path, result)
             except Exception:  # the store or the engine failed: the pool must go on for the others

@@ -99,6 +99,9 @@ def test_a_scrape_counts_runs_tries_and_delays_of_real_runs(flowd: Flowd):
     assert got[("flow_dags", ())] == 2
     broken = str(Path(flowd.dags_folder) / "broken.py")
     assert got[("flow_dag_file_import_errors", (("file", broken),))] == 1
+    good = [k for k in got if k[0] == "flow_dag_file_parse_seconds" and k[1] != (("file", broken),)]
+    assert good and all(0 < got[k] < 60 for k in good), good  # each parsed file's time, broken or not
+    assert 0 < got[("flow_dag_file_parse_seconds", (("file", broken),))] < 60
     assert got[("flow_dag_last_success_timestamp_seconds", (("dag_id", "good"),))] > 1.7e9
     assert ("flow_dag_last_success_timestamp_seconds", (("dag_id", "flaky"),)) not in got
     assert got[("flow_alerts_sent_total", ())] == 0 and got[("flow_alerts_failed_total", ())] == 0
