@@ -11,6 +11,7 @@ from typing import Any
 
 from flow.context import CONTEXT_KEYS
 from flow.dag import DAG, get_current_dag
+from flow.exceptions import NotSupportedByFlow
 from flow.operators.python import BranchPythonOperator, PythonOperator, ShortCircuitOperator
 from flow.xcom import RETURN_VALUE, Reference, XComArg
 
@@ -86,6 +87,13 @@ class TaskDecorator:
     def override(self, **kwargs: Any) -> TaskDecorator:
         return TaskDecorator(self.function, self.operator_class, {**self.kwargs, **kwargs})
 
+    def expand(self, **_kwargs: Any) -> Any:
+        raise NotSupportedByFlow(f"@task {self.function.__name__}.expand(): flow does not support dynamic task "
+                                 "mapping yet (call the task once per item in a loop instead)")
+
+    partial = expand
+    expand_kwargs = expand
+
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         signature = inspect.signature(self.function)
         try:
@@ -129,6 +137,24 @@ class _TaskNamespace:
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         return self.python(python_callable, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        hint = _TASK_KINDS_UNSUPPORTED.get(name, "it is not one of flow's task kinds (python, branch, short_circuit)")
+        raise NotSupportedByFlow(f"@task.{name}: flow does not support {hint}")
+
+
+_TASK_KINDS_UNSUPPORTED = {
+    "sensor": "sensors yet (poll in a @task with retries)",
+    "docker": "Docker tasks (run docker in a BashOperator)",
+    "kubernetes": "Kubernetes",
+    "virtualenv": "virtualenv tasks yet (use an ExternalPython interpreter in a BashOperator)",
+    "external_python": "external-interpreter tasks yet",
+    "bash": "@task.bash yet (use BashOperator)",
+    "run_if": "run_if conditions",
+    "skip_if": "skip_if conditions",
+}
 
 
 task = _TaskNamespace()

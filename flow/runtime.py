@@ -6,6 +6,7 @@ fork: Jinja2 and pendulum here, the DAG file only inside the child.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -14,7 +15,8 @@ from typing import Any
 import jinja2  # noqa: F401  (preloaded for forked children)
 import pendulum  # noqa: F401
 
-from flow.context import build_context
+from flow.context import _current, build_context
+from flow.exceptions import FAIL_EXCEPTIONS, SKIP_EXCEPTIONS
 from flow.templating import TemplateError, render_field
 from flow.xcom import RETURN_VALUE, XComError, encode_xcom
 
@@ -40,7 +42,9 @@ def render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str |
 def _render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str | None]:
     context = build_context(spec)
     dag_file = spec.get("dag_file")
-    searchpath = os.path.dirname(os.path.abspath(dag_file)) if dag_file else None
+    folder = os.path.dirname(os.path.abspath(dag_file)) if dag_file else None
+    extra_path = (spec.get("extra") or {}).get("template_searchpath") or []
+    searchpath = [folder, *(os.path.join(folder, p) for p in extra_path)] if folder else None
     command = render_field("bash_command", spec.get("bash_command") or "", context, _BASH_EXT, searchpath)
     env = spec.get("env")
     if env is not None:
@@ -50,7 +54,27 @@ def _render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str 
     cwd = spec.get("cwd")
     if cwd is not None:
         cwd = render_field("cwd", cwd, context, (), searchpath)
+    if context["ti"].pushed:
+        # {{ ti.xcom_push(...) }} ran while the command rendered: the executor stores these with the
+        # try's result, as Airflow does (they used to be rendered and dropped).
+        spec["template_xcom"] = dict(context["ti"].pushed)
     return command, env, cwd
+
+
+def bash_xcom(extra: dict[str, Any], line: str, note: Any) -> dict[str, Any] | None:
+    """The XComs of a bash try from its last stdout line: the line itself, or (output_processor=json.loads,
+    multiple_outputs=True) the JSON it holds, and each of its keys. ``note`` writes to the try's log."""
+    if not extra.get("output_json"):
+        return {RETURN_VALUE: line}
+    try:
+        value = json.loads(line)
+    except ValueError as e:
+        note(f"output_processor=json.loads: the last line is not JSON ({e}); pushed as text")
+        return {RETURN_VALUE: line}
+    pushes = {RETURN_VALUE: value}
+    if extra.get("multiple_outputs") and isinstance(value, dict):
+        pushes.update({str(k): v for k, v in value.items() if k != RETURN_VALUE})
+    return pushes
 
 
 def _result(ok: bool, error: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -60,6 +84,7 @@ def _result(ok: bool, error: str | None = None, **fields: Any) -> dict[str, Any]
         "xcom": fields.get("xcom"),
         "branch": fields.get("branch"),
         "skip_downstream": bool(fields.get("skip_downstream", False)),
+        "outcome": fields.get("outcome"),
     }
 
 
@@ -124,8 +149,12 @@ def run_task(spec: dict[str, Any]) -> dict[str, Any]:
             print(problem, file=sys.stderr)
             return _result(False, problem)
         context = build_context(spec, dag=dag, task=task)
-        task.render_template_fields(context)
-        value = task.execute(context)
+        _current.append(context)
+        try:
+            task.render_template_fields(context)
+            value = task.execute(context)
+        finally:
+            _current.pop()
         ti = context["ti"]
         pushes: dict[str, Any] = dict(ti.pushed)
         if value is not None and task.do_xcom_push and spec.get("do_xcom_push", True):
@@ -133,12 +162,20 @@ def run_task(spec: dict[str, Any]) -> dict[str, Any]:
             pushes[RETURN_VALUE] = value
         branch = _branch_ids(value, dag, task.task_id) if task.is_branch else None
         skip = bool(task.is_short_circuit and not value)
+        if skip and not getattr(task, "ignore_downstream_trigger_rules", True):
+            skip, branch = False, []  # skip the direct downstream only; the rest follow their trigger rules
+        if task.is_short_circuit:
+            print(f"Condition result is {bool(value)}" + ("" if value else ": skipping downstream tasks"))
         return _result(True, xcom=pushes or None, branch=branch, skip_downstream=skip)
+    except SKIP_EXCEPTIONS as e:
+        text = " ".join(str(e).split())
+        print(f"task skipped: {text}" if text else "task skipped", file=sys.stderr)
+        return _result(True, xcom=None, outcome="skipped")
     except BaseException as e:  # noqa: BLE001 - a task's failure must become a result, whatever it raised
         if isinstance(e, KeyboardInterrupt):
             raise
         traceback.print_exc(file=sys.stderr)
-        return _result(False, _describe(e, dag_file))
+        return _result(False, _describe(e, dag_file), outcome="no_retry" if isinstance(e, FAIL_EXCEPTIONS) else None)
 
 
 def run_callback(spec: dict[str, Any], which: str) -> dict[str, Any]:

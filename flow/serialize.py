@@ -11,6 +11,7 @@ from flow.operators.base import BaseOperator
 from flow.operators.bash import BashOperator
 from flow.operators.empty import EmptyOperator
 from flow.operators.python import callable_name
+from flow.params import dump_schemas
 
 
 def task_kind(task: BaseOperator) -> str:
@@ -75,6 +76,7 @@ def serialize_task(task: BaseOperator, kind: str | None = None) -> dict[str, Any
         "notify_on_success": list(task.notify_on_success),
         "doc": task.doc,
         "extra": _check_json(task.serialize_extra(), f"{where}: extra"),
+        "display_name": task.task_display_name,
     }
 
 
@@ -113,4 +115,8 @@ def serialize_dag(dag: DAG) -> dict[str, Any]:
         "has_on_success_callback": bool(dag.on_success_callback),
         "has_on_failure_callback": bool(dag.on_failure_callback),
         "tasks": tasks,
+        "params_schema": dump_schemas(dag.param_schemas),
+        "display_name": dag.dag_display_name,
+        "edge_labels": [[up, down, text] for (up, down), text in sorted(dag.edge_labels.items())],
+        "warnings": list(dag.warnings),
     }
