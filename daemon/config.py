@@ -84,6 +84,10 @@ class Settings:
     ("10%" of the total, or a size such as "2GiB"); empty turns it off."""
     connections_file: str = ""
     """SSH connections (connections.toml); by default beside the configuration file."""
+    create_cron_data_intervals: bool = False
+    """Airflow 2's reading of cron schedules for the DAG folder: a run's logical date (``ds``) is the
+    start of the interval it covers, not its fire time. Off by default, as in Airflow 3; a DAG can
+    choose for itself with DAG(create_cron_data_intervals=...) or an Airflow timetable."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     notifiers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """[notifiers.NAME] tables, validated (daemon/notifyconf.py); never printed with their secrets."""
@@ -109,6 +113,7 @@ class Settings:
         "sample_interval": "FLOW_SAMPLE_INTERVAL",
         "min_free_memory": "FLOW_MIN_FREE_MEMORY",
         "connections_file": "FLOW_CONNECTIONS",
+        "create_cron_data_intervals": "FLOW_CREATE_CRON_DATA_INTERVALS",
     }
 
     def as_dict(self) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from flow.dag import DATA_INTERVALS_ENV
+
 from .loader import DagFolder, DagRegistry, parse_files, parse_files_async
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ class FolderWatcher:
         # DAG files read the default zone from the environment in the parse child; the setting may
         # have come from the configuration file, so hand it down explicitly.
         os.environ["FLOW_DEFAULT_TIMEZONE"] = engine.settings.default_timezone
+        os.environ[DATA_INTERVALS_ENV] = "1" if engine.settings.create_cron_data_intervals else "0"
         self.engine = engine
         self.folder = DagFolder(engine.settings.dags_folder)
         self.registry = DagRegistry()

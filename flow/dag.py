@@ -51,6 +51,15 @@ def validate_id(value: object, what: str, where: str) -> str:
     return value
 
 
+DATA_INTERVALS_ENV = "FLOW_CREATE_CRON_DATA_INTERVALS"
+"""Set by flowd from its ``create_cron_data_intervals`` setting for the parse child of its DAG folder."""
+
+
+def default_cron_data_intervals() -> bool:
+    """The folder's default reading of cron schedules: trigger (False) unless flowd's setting says otherwise."""
+    return os.environ.get(DATA_INTERVALS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def get_current_dag() -> DAG | None:
     return _context_stack[-1] if _context_stack else None
 
@@ -210,6 +219,7 @@ class DAG:
         template_searchpath: str | list[str] | None = None,
         render_template_as_native_obj: bool = False,
         concurrency: int | None = None,
+        create_cron_data_intervals: bool | None = None,
         **airflow_only: Any,
     ) -> None:
         where = f"DAG {dag_id!r}"
@@ -235,7 +245,12 @@ class DAG:
         schedule_zone = None
         if hasattr(self.schedule, "flow_schedule"):  # an Airflow timetable (flow.compat.timetables)
             schedule_zone = self.schedule.flow_timezone
+            if create_cron_data_intervals is None:
+                create_cron_data_intervals = self.schedule.flow_data_intervals
             self.schedule = self.schedule.flow_schedule
+        if create_cron_data_intervals is None:
+            create_cron_data_intervals = default_cron_data_intervals()
+        self.create_cron_data_intervals = bool(create_cron_data_intervals)
         if default_args is not None and not isinstance(default_args, dict):
             raise TypeError(f"{where}: default_args must be a dict, not {type(default_args).__name__}")
         self.default_args: dict[str, Any] = dict(default_args or {})

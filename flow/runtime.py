@@ -7,6 +7,7 @@ fork: Jinja2 and pendulum here, the DAG file only inside the child.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import traceback
@@ -140,6 +141,42 @@ def _branch_ids(value: Any, dag: Any, task_id: str) -> list[str]:
     return ids
 
 
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s - %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record is emitted: the runner installs this once,
+    while warming up with stderr redirected, and each forked try has its own stderr."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+_log_handler: logging.Handler | None = None
+
+
+def task_logging() -> None:
+    """Send stdlib ``logging`` at INFO and above to the try's log (stderr), as Airflow's task handler does.
+
+    Only the root logger gets a handler, and only once per process; a task that configures
+    logging itself keeps its own setup on top.
+    """
+    global _log_handler
+    root = logging.getLogger()
+    if _log_handler is not None and _log_handler in root.handlers:
+        return
+    _log_handler = _StderrHandler()
+    _log_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(_log_handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
 def run_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one Python try; never raises. Errors are one line in "error", the traceback on stderr."""
     dag_file = spec.get("dag_file")
@@ -149,6 +186,7 @@ def run_task(spec: dict[str, Any]) -> dict[str, Any]:
             print(problem, file=sys.stderr)
             return _result(False, problem)
         context = build_context(spec, dag=dag, task=task)
+        task_logging()
         _current.append(context)
         try:
             task.render_template_fields(context)

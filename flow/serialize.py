@@ -119,4 +119,5 @@ def serialize_dag(dag: DAG) -> dict[str, Any]:
         "display_name": dag.dag_display_name,
         "edge_labels": [[up, down, text] for (up, down), text in sorted(dag.edge_labels.items())],
         "warnings": list(dag.warnings),
+        "create_cron_data_intervals": dag.create_cron_data_intervals,
     }

@@ -150,8 +150,10 @@ FEATURES: Sequence[tuple[str, str]] = (
 
 
 def describe_module(fullname: str) -> str:
+    """The feature an unknown module belongs to. Python imports parents first, so the name may be
+    a parent of the one the file wrote (``airflow.providers.cncf`` for its kubernetes provider)."""
     for prefix, feature in FEATURES:
-        if fullname == prefix or fullname.startswith(prefix + "."):
+        if fullname == prefix or fullname.startswith(prefix + ".") or prefix.startswith(fullname + "."):
             return feature
     return "this Airflow module"
 

@@ -18,6 +18,7 @@ class Timetable:
 
     flow_schedule: str | _dt.timedelta | None = None
     flow_timezone: str | None = None
+    flow_data_intervals: bool | None = None
     description = ""
 
     def __repr__(self) -> str:
@@ -33,6 +34,10 @@ def _zone(timezone: Any) -> str | None:
 
 
 class CronTriggerTimetable(Timetable):
+    """Airflow 3's default cron reading: the logical date is the fire time."""
+
+    flow_data_intervals = False
+
     def __init__(self, cron: str, *, timezone: Any = None, interval: _dt.timedelta | Any = _dt.timedelta(),
                  run_immediately: bool | _dt.timedelta = False) -> None:
         self.flow_schedule = cron
@@ -41,6 +46,10 @@ class CronTriggerTimetable(Timetable):
 
 
 class CronDataIntervalTimetable(Timetable):
+    """Airflow 2's cron reading: the logical date is the start of the interval the run covers."""
+
+    flow_data_intervals = True
+
     def __init__(self, cron: str, timezone: Any = None) -> None:
         self.flow_schedule = cron
         self.flow_timezone = _zone(timezone)

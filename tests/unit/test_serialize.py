@@ -25,6 +25,7 @@ DAG_KEYS = [
     "catchup", "is_paused_upon_creation", "tags", "owner", "description", "doc_md", "params",
     "max_active_runs", "max_active_tasks", "dagrun_timeout", "has_on_success_callback",
     "has_on_failure_callback", "tasks", "params_schema", "display_name", "edge_labels", "warnings",
+    "create_cron_data_intervals",
 ]
 TASK_KEYS = [
     "task_id", "operator", "kind", "upstream", "downstream", "trigger_rule", "retries", "retry_delay",
