@@ -332,6 +332,8 @@ def next_runs(serialized_dag: dict, after: datetime, n: int, *,
         threshold = after - _TICK
     out: list[RunInfo] = []
     fire = schedule.next_fire(threshold)
+    while fire is not None and start is not None and schedule.run_info(fire).logical_date < start:
+        fire = schedule.next_fire(fire)
     while fire is not None and len(out) < n and (end is None or fire <= end):
         out.append(schedule.run_info(fire))
         fire = schedule.next_fire(fire)
@@ -368,6 +370,8 @@ def plan_dag_runs(dag: dict, *, next_dagrun: datetime | None, last_logical_date:
         fire = schedule.next_fire(first_seen)
     if fire is not None and start is not None and fire < start:
         fire = schedule.next_fire(start - _TICK)
+    while fire is not None and start is not None and schedule.run_info(fire).logical_date < start:
+        fire = schedule.next_fire(fire)  # data intervals: the first run covers the interval from start_date
     if fire is not None and last is not None and fire <= last:
         fire = schedule.next_fire(last)
     while fire is not None and last is not None and schedule.run_info(fire).logical_date <= last:
