@@ -12,6 +12,7 @@ from typing import Any
 from flow.context import CONTEXT_KEYS
 from flow.dag import DAG, get_current_dag
 from flow.exceptions import NotSupportedByFlow
+from flow.operators.bash import bash_outcome_extra, bash_outcome_options
 from flow.operators.python import BranchPythonOperator, PythonOperator, ShortCircuitOperator
 from flow.xcom import RETURN_VALUE, Reference, XComArg
 
@@ -40,6 +41,36 @@ class _DecoratedMixin:
 
 class _PythonDecoratedOperator(_DecoratedMixin, PythonOperator):
     operator_name = "@task"
+
+
+class _BashDecoratedOperator(PythonOperator):
+    """``@task.bash``: the function returns a bash command, which is rendered as a template and run.
+
+    The function runs in the task's worker; the worker then becomes ``bash -c COMMAND`` (see
+    flow.executors.child), so the command's exit status, ``skip_on_exit_code`` and last stdout
+    line (the XCom) work as for a BashOperator.
+    """
+
+    operator_name = "@task.bash"
+    template_fields = ("templates_dict", "op_args", "op_kwargs", "env", "cwd")
+    exec_bash = True
+
+    def __init__(self, *, append_env: bool = False, skip_on_exit_code: int | list[int] | None = 99,
+                 multiple_outputs: bool = False, output_processor: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.append_env = bool(append_env)
+        self.skip_on_exit_code, self.output_json = bash_outcome_options(self._where, skip_on_exit_code, output_processor)
+        self.multiple_outputs = bool(multiple_outputs)
+
+    def serialize_extra(self) -> dict[str, Any]:
+        return bash_outcome_extra(self.skip_on_exit_code, self.output_json, self.multiple_outputs)
+
+    def execute(self, context: dict[str, Any]) -> Any:
+        command = super().execute(context)
+        if not isinstance(command, str) or not command.strip():
+            raise TypeError(f"{self._where}: a @task.bash function must return a non-empty bash command, "
+                            f"not {command!r}")
+        return self.render_template(command, context, "bash_command")
 
 
 class _BranchPythonDecoratedOperator(_DecoratedMixin, BranchPythonOperator):
@@ -110,7 +141,8 @@ class TaskDecorator:
         options = dict(self.kwargs)
         dag = options.get("dag") or get_current_dag()
         task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag)
-        options.setdefault("multiple_outputs", _returns_mapping(self.function))
+        if self.operator_class is not _BashDecoratedOperator:
+            options.setdefault("multiple_outputs", _returns_mapping(self.function))
         if options.get("doc") is None and options.get("doc_md") is None and self.function.__doc__:
             options["doc"] = inspect.cleandoc(self.function.__doc__)
         op = self.operator_class(
@@ -129,9 +161,10 @@ def _make(operator_class: type) -> Callable[..., Any]:
 
 
 class _TaskNamespace:
-    """``@task``, ``@task(...)``, ``@task.python``, ``@task.branch``, ``@task.short_circuit``."""
+    """``@task``, ``@task(...)``, ``@task.python``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``."""
 
     python = staticmethod(_make(_PythonDecoratedOperator))
+    bash = staticmethod(_make(_BashDecoratedOperator))
     branch = staticmethod(_make(_BranchPythonDecoratedOperator))
     short_circuit = staticmethod(_make(_ShortCircuitDecoratedOperator))
 
@@ -151,7 +184,6 @@ _TASK_KINDS_UNSUPPORTED = {
     "kubernetes": "Kubernetes",
     "virtualenv": "virtualenv tasks yet (use an ExternalPython interpreter in a BashOperator)",
     "external_python": "external-interpreter tasks yet",
-    "bash": "@task.bash yet (use BashOperator)",
     "run_if": "run_if conditions",
     "skip_if": "skip_if conditions",
 }

@@ -79,7 +79,8 @@ def bash_xcom(extra: dict[str, Any], line: str, note: Any) -> dict[str, Any] | N
 
 
 def _result(ok: bool, error: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {
+    extra = {"exec_bash": fields["exec_bash"]} if fields.get("exec_bash") else {}
+    return extra | {
         "ok": ok,
         "error": error,
         "xcom": fields.get("xcom"),
@@ -194,6 +195,12 @@ def run_task(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             _current.pop()
         ti = context["ti"]
+        if getattr(task, "exec_bash", False):  # @task.bash: the worker becomes bash -c value
+            env = task.env
+            if env is not None:
+                env = {str(k): str(v) for k, v in env.items()}
+            return _result(True, xcom=dict(ti.pushed) or None, exec_bash={
+                "command": value, "env": env, "append_env": bool(getattr(task, "append_env", False)), "cwd": task.cwd})
         pushes: dict[str, Any] = dict(ti.pushed)
         if value is not None and task.do_xcom_push and spec.get("do_xcom_push", True):
             encode_xcom(task.task_id, RETURN_VALUE, value)
