@@ -300,6 +300,14 @@ def show_time(dt: datetime, zone: str) -> str:
 
 
 def main() -> None:
-    from . import cli_connections, cli_ops, cli_remote, cli_resources, cli_run, cli_xcom  # noqa: F401  (they register their commands)
+    from . import (  # noqa: F401  (they register their commands)
+        cli_connections,
+        cli_ops,
+        cli_remote,
+        cli_resources,
+        cli_run,
+        cli_variables,
+        cli_xcom,
+    )
 
     cli(prog_name="flow")

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004_variables"
 """The newest migration this code ships; checked with a plain query so an up-to-date open stays fast."""
 
 VERSION_TABLE = "alembic_version"
@@ -224,3 +224,12 @@ try_resources = sa.Table(
 )
 """One row per finished try that ran a process: its totals and a downsampled CPU/RSS series.
 Apart from task_try so that the hot try updates stay narrow and the figures can be dropped alone."""
+
+variable = sa.Table(
+    "variable",
+    metadata,
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("val", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+)
+"""Airflow-style Variables (flow.variables): `flow variables ...` writes them, tries read them."""

@@ -143,6 +143,10 @@ def build_context(spec: dict[str, Any], dag: Any = None, task: Any = None) -> di
     logical_date = _parse_utc(raw.get("logical_date") or pendulum.now("UTC"), "logical_date")
     start = _parse_utc(raw.get("data_interval_start") or logical_date, "data_interval_start")
     end = _parse_utc(raw.get("data_interval_end") or logical_date, "data_interval_end")
+    if isinstance(raw.get("variables"), dict):  # flowd's Variables, handed to this try
+        from flow.variables import MemoryBackend, set_backend
+
+        set_backend(MemoryBackend(raw["variables"]))
     conf = dict(raw.get("conf") or {})
     params = dict(getattr(dag, "params", None) or {})
     params.update(getattr(task, "params", None) or {})
