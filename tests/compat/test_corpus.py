@@ -64,6 +64,17 @@ PENDING: dict[str, str] = {
     "af2/example_task_group_decorator.py": "task groups",
 }
 
+KNOWN_DIFFERENCES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
+    # file -> (why flow differs from the Airflow that recorded it, flow's states where they differ)
+    "af2/example_latest_only.py": (
+        "Airflow 2's `dags test` run is not 'externally triggered', so LatestOnlyOperator skips; "
+        "Airflow 3 and flow treat a test run as a manual run, which proceeds",
+        {"latest_only": {"task1": "success"}}),
+    "af2/example_latest_only_with_trigger.py": (
+        "as above (Airflow 2 `dags test` and LatestOnlyOperator)",
+        {"latest_only_with_trigger": {"task1": "success", "task3": "success"}}),
+}
+
 UNSUPPORTED: dict[str, str] = {
     # file -> a feature neither this issue nor its sibling brings (or not brought yet); the words
     # must appear in the import error
@@ -90,7 +101,10 @@ def expectation(name: str) -> dict[str, dict[str, str] | str]:
     path = EXPECTED / (name.replace("/", "__").removesuffix(".py") + ".json")
     if not path.exists():
         pytest.fail(f"{name}: no expectation {path.name}; record it with real Airflow (corpus/README.md)")
-    return json.loads(path.read_text())
+    found = json.loads(path.read_text())
+    for dag_id, states in KNOWN_DIFFERENCES.get(name, ("", {}))[1].items():
+        found[dag_id] = {**found[dag_id], **states}
+    return found
 
 
 def test_every_corpus_file_is_classified():
@@ -104,8 +118,9 @@ def test_every_corpus_file_is_classified():
 
 
 @pytest.mark.parametrize("which", SETS)
-def test_corpus_matches_airflow(which: str, settings, capsys):
+def test_corpus_matches_airflow(which: str, settings, capsys, monkeypatch):
     folder = Path(settings.dags_folder)
+    monkeypatch.setenv("AIRFLOW_HOME", str(folder.parent))  # example_bash_decorator makes folders under it
     for name in corpus_files(which):
         shutil.copy(CORPUS / name, folder)
     engine = make_engine(settings)
@@ -151,8 +166,10 @@ def test_corpus_matches_airflow(which: str, settings, capsys):
             matched.setdefault(name, True)
     total = len(corpus_files(which))
     passing = sum(1 for ok in matched.values() if ok)
+    differing = len([n for n in KNOWN_DIFFERENCES if n.startswith(which) and matched.get(n)])
     with capsys.disabled():
-        print(f"\ncorpus {which}: {passing} of {total} files give Airflow's final states "
+        print(f"\ncorpus {which}: {passing - differing} of {total} files give Airflow's final states, "
+              f"{differing} differ as documented in KNOWN_DIFFERENCES "
               f"({len([n for n in PENDING if n.startswith(which)])} pending the sibling issue, "
               f"{len([n for n in UNSUPPORTED if n.startswith(which)])} not supported)")
     assert not problems, "\n".join(problems)
