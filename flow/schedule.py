@@ -278,6 +278,9 @@ def parse_schedule(value: Any, tz: str | tzinfo = "UTC") -> Schedule | None:
             key = text.lower()
             if key == "@once":
                 return OnceSchedule()
+            if key == "@continuous":
+                raise ScheduleError("flow does not support the '@continuous' schedule (a new run as soon as the "
+                                    "last one ends); use a short cron interval such as '*/5 * * * *'")
             if key not in PRESETS:
                 known = ", ".join(["@once", *PRESETS])
                 raise ScheduleError(f"unknown schedule preset {value!r} (known: {known})")

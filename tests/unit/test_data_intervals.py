@@ -65,3 +65,12 @@ def test_folder_setting_and_timetables_choose_the_reading(tmp_path):
         got = dict(line.split("=", 1) for line in out.stdout.splitlines())
         assert got["plain"].startswith(f"{plain}:")
         assert got["old"] == "True:Europe/Berlin:0 3 * * *" and got["new"] == "False:UTC:0 3 * * *"
+
+
+def test_continuous_is_refused_clearly():
+    import pytest
+
+    from flow.schedule import ScheduleError, parse_schedule
+
+    with pytest.raises(ScheduleError, match="flow does not support the '@continuous' schedule"):
+        parse_schedule("@continuous")
