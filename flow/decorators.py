@@ -13,6 +13,7 @@ from flow.context import CONTEXT_KEYS
 from flow.dag import DAG, get_current_dag
 from flow.exceptions import NotSupportedByFlow
 from flow.operators.bash import bash_outcome_extra, bash_outcome_options
+from flow.operators.external_python import ExternalPythonOperator
 from flow.operators.python import BranchPythonOperator, PythonOperator, ShortCircuitOperator
 from flow.xcom import RETURN_VALUE, Reference, XComArg
 
@@ -41,6 +42,10 @@ class _DecoratedMixin:
 
 class _PythonDecoratedOperator(_DecoratedMixin, PythonOperator):
     operator_name = "@task"
+
+
+class _ExternalPythonDecoratedOperator(ExternalPythonOperator):
+    operator_name = "@task.external_python"
 
 
 class _BashDecoratedOperator(PythonOperator):
@@ -141,7 +146,7 @@ class TaskDecorator:
         options = dict(self.kwargs)
         dag = options.get("dag") or get_current_dag()
         task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag)
-        if self.operator_class is not _BashDecoratedOperator:
+        if self.operator_class not in (_BashDecoratedOperator, _ExternalPythonDecoratedOperator):
             options.setdefault("multiple_outputs", _returns_mapping(self.function))
         if options.get("doc") is None and options.get("doc_md") is None and self.function.__doc__:
             options["doc"] = inspect.cleandoc(self.function.__doc__)
@@ -165,6 +170,7 @@ class _TaskNamespace:
 
     python = staticmethod(_make(_PythonDecoratedOperator))
     bash = staticmethod(_make(_BashDecoratedOperator))
+    external_python = staticmethod(_make(_ExternalPythonDecoratedOperator))
     branch = staticmethod(_make(_BranchPythonDecoratedOperator))
     short_circuit = staticmethod(_make(_ShortCircuitDecoratedOperator))
 
@@ -183,7 +189,6 @@ _TASK_KINDS_UNSUPPORTED = {
     "docker": "Docker tasks (run docker in a BashOperator)",
     "kubernetes": "Kubernetes",
     "virtualenv": "virtualenv tasks yet (use an ExternalPython interpreter in a BashOperator)",
-    "external_python": "external-interpreter tasks yet",
     "run_if": "run_if conditions",
     "skip_if": "skip_if conditions",
 }

@@ -72,6 +72,8 @@ def bash_xcom(extra: dict[str, Any], line: str, note: Any) -> dict[str, Any] | N
     except ValueError as e:
         note(f"output_processor=json.loads: the last line is not JSON ({e}); pushed as text")
         return {RETURN_VALUE: line}
+    if value is None:
+        return None  # nothing returned: no XCom, as in Airflow
     pushes = {RETURN_VALUE: value}
     if extra.get("multiple_outputs") and isinstance(value, dict):
         pushes.update({str(k): v for k, v in value.items() if k != RETURN_VALUE})

@@ -51,7 +51,6 @@ NAMES: dict[str, str] = {
     "HITLEntryOperator": "human-in-the-loop operators",
     "TriggerDagRunOperator": "TriggerDagRunOperator yet",
     "PythonVirtualenvOperator": "PythonVirtualenvOperator yet (run the script with its interpreter in a BashOperator)",
-    "ExternalPythonOperator": "ExternalPythonOperator yet (run the script with its interpreter in a BashOperator)",
     "BranchPythonVirtualenvOperator": "virtualenv operators yet",
     "BranchExternalPythonOperator": "external-interpreter operators yet",
     "chain_linear": "chain_linear yet (use chain or >>)",

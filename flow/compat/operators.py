@@ -15,6 +15,7 @@ from flow.operators import (
     ShortCircuitOperator,
     SSHOperator,
 )
+from flow.operators.external_python import ExternalPythonOperator
 from flow.operators.latest_only import LatestOnlyOperator
 from flow.operators.weekday import BranchDateTimeOperator, BranchDayOfWeekOperator, WeekDay
 
@@ -29,7 +30,8 @@ def is_venv_installed() -> bool:
 
 __all__ = [
     "BaseBranchOperator", "BaseOperator", "BashOperator", "BranchDateTimeOperator", "BranchDayOfWeekOperator",
-    "BranchMixIn", "BranchPythonOperator", "DummyOperator", "EmailOperator", "EmptyOperator", "LatestOnlyOperator",
+    "BranchMixIn", "BranchPythonOperator", "DummyOperator", "EmailOperator", "EmptyOperator", "ExternalPythonOperator",
+    "LatestOnlyOperator",
     "PythonOperator", "SSHOperator", "ShortCircuitOperator", "SmtpOperator", "WeekDay", "get_current_context",
     "is_venv_installed",
 ]

@@ -119,6 +119,24 @@ with DAG("bash_decorator", start_date=start, schedule=None):
         assert value == "hi 2026-01-01 bash_decorator__say__20260101 20260101", value
 
     check_said(said)
+
+with DAG("external_python", start_date=start, schedule=None):
+    import sys as _sys
+    from airflow.operators.python import ExternalPythonOperator
+
+    def add(a, b):
+        import sys
+        print("in", sys.executable)
+        return {"sum": a + b}
+
+    ExternalPythonOperator(task_id="ext", python=_sys.executable, python_callable=add, op_args=[1, 2])
+    ExternalPythonOperator(task_id="no_python", python="/nonexistent/bin/python", python_callable=add)
+
+    @task.external_python(python=_sys.executable)
+    def times(x):
+        return x * 3
+
+    times(5)
 '''
 
 
@@ -141,7 +159,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
         assert engine.store.import_errors() == []
         keys = {d: engine.trigger(d, logical_date=WHEN, unpause_run=True)["key"] for d in
                 ("xcom_templates", "skips", "short_circuit", "params_vars", "latest_and_labels",
-                 "bash_json", "bash_decorator")}
+                 "bash_json", "bash_decorator", "external_python")}
         run_until_idle(engine, timeout=120)
     finally:
         mp.undo()
@@ -234,3 +252,12 @@ def test_task_bash_runs_the_returned_command(finished):
     assert {t: s[0] for t, s in got.items()} == {"say": "success", "skip_me": "skipped", "broken": "failed",
                                                  "check_said": "success"}, got
     assert got["broken"][2] == "exit status 2"
+
+
+def test_external_python_runs_the_function_in_that_interpreter(finished):
+    got = states(finished, "external_python")
+    assert got["ext"][0] == "success" and got["times"][0] == "success", got
+    assert xcoms(finished, "external_python", "ext") == {"return_value": {"sum": 3}}
+    assert xcoms(finished, "external_python", "times") == {"return_value": 15}
+    state, _, error = got["no_python"]
+    assert state == "failed" and "the interpreter /nonexistent/bin/python does not exist" in error, error
