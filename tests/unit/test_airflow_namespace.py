@@ -118,3 +118,32 @@ def test_str_of_xcomarg_is_airflows_pull_template(airflow_names):
     arg = flow.XComArg(push, key="k")
     assert str(arg) == "{{ task_instance.xcom_pull(task_ids='push', dag_id='d', key='k') }}"
     assert f"v={flow.XComArg(push)}" == "v={{ task_instance.xcom_pull(task_ids='push', dag_id='d', key='return_value') }}"
+
+
+@pytest.mark.parametrize("hour,inside", [(10, False), (15, True), (23, True), (0, False)])
+def test_branch_datetime_with_an_upper_bound_past_midnight(hour, inside):
+    import datetime as dt
+
+    import pendulum
+
+    from flow.operators.weekday import BranchDateTimeOperator
+
+    with flow.DAG("b"):
+        op = BranchDateTimeOperator(task_id="b", follow_task_ids_if_true="yes", follow_task_ids_if_false="no",
+                                    target_lower=dt.time(15), target_upper=dt.time(0), use_task_logical_date=True)
+    when = pendulum.datetime(2026, 3, 4, hour, 30, tz="UTC")
+    assert op.choose_branch({"logical_date": when, "dag": op.dag}) == (["yes"] if inside else ["no"])
+
+
+def test_branch_day_of_week_by_logical_date():
+    import pendulum
+
+    from flow.operators.weekday import BranchDayOfWeekOperator, WeekDay
+
+    with flow.DAG("w"):
+        op = BranchDayOfWeekOperator(task_id="w", follow_task_ids_if_true="end", follow_task_ids_if_false="mid",
+                                     week_day={WeekDay.SATURDAY, "sunday"}, use_task_logical_date=True)
+    assert op.choose_branch({"logical_date": pendulum.datetime(2026, 12, 5, tz="UTC")}) == ["end"]  # a Saturday
+    assert op.choose_branch({"logical_date": pendulum.datetime(2026, 12, 7, tz="UTC")}) == ["mid"]  # a Monday
+    with pytest.raises(AttributeError, match="Invalid Week Day"):
+        WeekDay.get_weekday_number("Funday")
