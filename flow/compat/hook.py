@@ -115,6 +115,7 @@ AREAS: dict[str, str] = {
     "airflow.utils.state": _UTILS,
     "airflow.utils.context": _UTILS,
     "airflow.utils.weekday": _UTILS,
+    "airflow.utils.decorators": _UTILS,
     "airflow.utils.task_group": _UTILS,
     "airflow.sensors": _OPS,
     "airflow.timetables": _TIMETABLES,

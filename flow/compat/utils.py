@@ -26,6 +26,11 @@ def days_ago(n: int, hour: int = 0, minute: int = 0, second: int = 0, microsecon
     return today - _dt.timedelta(days=n)
 
 
+def apply_defaults(func: Any) -> Any:
+    """Airflow 1's decorator for operator __init__; flow (like Airflow 2) applies default_args itself."""
+    return func
+
+
 cron_presets: dict[str, str] = {
     "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
     "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *",
@@ -47,7 +52,7 @@ def merge_dicts(dict1: dict[str, Any], dict2: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "Context", "DagRunState", "EdgeModifier", "Label", "State", "TaskInstanceState", "TriggerRule", "WeekDay",
+    "Context", "DagRunState", "apply_defaults", "EdgeModifier", "Label", "State", "TaskInstanceState", "TriggerRule", "WeekDay",
     "chain", "cron_presets", "cross_downstream", "days_ago", "get_current_context", "infer_time_unit",
     "merge_dicts", "timezone",
 ]

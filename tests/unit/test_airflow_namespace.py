@@ -147,3 +147,30 @@ def test_branch_day_of_week_by_logical_date():
     assert op.choose_branch({"logical_date": pendulum.datetime(2026, 12, 7, tz="UTC")}) == ["mid"]  # a Monday
     with pytest.raises(AttributeError, match="Invalid Week Day"):
         WeekDay.get_weekday_number("Funday")
+
+
+def test_airflow_1_custom_operator_with_apply_defaults(tmp_path: Path):
+    path = tmp_path / "custom.py"
+    path.write_text(textwrap.dedent("""
+        from airflow import DAG
+        from airflow.models import BaseOperator
+        from airflow.utils.decorators import apply_defaults
+        from airflow.utils.dates import days_ago
+
+        class Hello(BaseOperator):
+            template_fields = ("name",)
+
+            @apply_defaults
+            def __init__(self, name, **kwargs):
+                super().__init__(**kwargs)
+                self.name = name
+
+            def execute(self, context):
+                return f"hello {self.name}"
+
+        with DAG("custom", start_date=days_ago(1), schedule_interval="@daily", default_args={"retries": 2}):
+            Hello(task_id="hi", name="{{ ds }}")
+    """))
+    dags, error = load_file(str(path))
+    assert error is None, error
+    assert dags[0].task_dict["hi"].retries == 2
