@@ -98,6 +98,8 @@ class _OperatorMeta(type):
         for key, value in defaults.items():
             if key in accepted and key not in kwargs and key not in ("task_id", "dag", "default_args"):
                 kwargs[key] = value
+        if defaults.get("sla") is not None and "sla" not in kwargs:
+            kwargs["sla"] = defaults["sla"]  # accepted but not enforced: the task warns about it
         missing = [name for name in ("task_id", *_required_args(cls)) if name not in kwargs]
         if missing:
             where = f"{cls.__name__} {kwargs['task_id']!r}" if "task_id" in kwargs else cls.__name__

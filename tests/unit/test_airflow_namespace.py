@@ -85,6 +85,16 @@ def test_airflow_arguments_are_accepted_and_sla_warns(tmp_path: Path):
     assert dag.warnings == ["DAG 'args': task 't': sla is accepted but not enforced by flow"]
 
 
+def test_sla_in_default_args_warns_too(tmp_path: Path):
+    path = tmp_path / "sla.py"
+    path.write_text("import datetime\nfrom airflow import DAG\nfrom airflow.operators.empty import EmptyOperator\n"
+                    "with DAG('s', default_args={'sla': datetime.timedelta(hours=2), 'pool': 'x'}):\n"
+                    "    EmptyOperator(task_id='a')\n")
+    dags, error = load_file(str(path))
+    assert error is None, error
+    assert dags[0].warnings == ["DAG 's': task 'a': sla is accepted but not enforced by flow"]
+
+
 def test_outside_flow_a_real_airflow_is_not_shadowed(tmp_path: Path):
     """A package named airflow on sys.path wins after `import flow`; inside load_file flow's names win."""
     fake = tmp_path / "site" / "airflow"
