@@ -343,6 +343,8 @@ def _step(field: str) -> int | None:
 def describe_cron(fields: CronFields) -> str:
     """Read the common shapes aloud; anything else is shown as the expression itself."""
     minute, hour, dom, month, dow = fields.raw
+    if fields.dom_rules or fields.dow_rules or not fields.weekdays or not fields.days:
+        return fields.expression  # L, W, # and ? are read best as written
     if (dom, month, dow) == ("*", "*", "*"):
         if hour == "*":
             step = _step(minute)

@@ -73,3 +73,8 @@ def test_generated_expressions_agree_with_croniter():
 def test_seconds_field_other_than_zero_is_refused():
     with pytest.raises(ScheduleError, match="the sixth field \\(seconds\\) must be 0"):
         parse_schedule("0 0 * * * 30", "UTC")
+
+
+@pytest.mark.parametrize("expr", ["0 0 L * *", "0 9 * * 5#2", "30 6 15W * *", "0 0 ? * 1", "0 0 * * L5"])
+def test_special_forms_are_described_as_written(expr):
+    assert parse_schedule(expr, "UTC").describe() in (expr, "every Monday at 00:00")
