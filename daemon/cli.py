@@ -230,17 +230,25 @@ def _schedule_value(ser: dict[str, Any]) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def dags_import_errors(obj: Ctx, as_json: bool) -> None:
-    """Files in the DAG folder that failed to load, and why."""
+    """Files in the DAG folder that failed to load, and why; then the warnings of those that loaded.
+
+    Warnings (an Airflow argument accepted but not enforced, such as sla) do not change the exit status.
+    """
     engine = obj.engine()
     errors = engine.store.import_errors()
+    warnings = [(ser.get("fileloc") or "", text) for _, ser in sorted(engine.dags.items())
+                for text in ser.get("warnings") or []]
     if as_json:
-        emit_json([{"filename": e["filename"], "message": e["message"], "traceback": e["traceback"]}
-                   for e in errors])
-        return
-    if not errors:
-        click.echo("no import errors")
-    for e in errors:
-        click.echo(f"{e['message']}")
+        emit_json([{"kind": "error", "filename": e["filename"], "message": e["message"], "traceback": e["traceback"]}
+                   for e in errors]
+                  + [{"kind": "warning", "filename": f, "message": text, "traceback": ""} for f, text in warnings])
+    else:
+        if not errors:
+            click.echo("no import errors")
+        for e in errors:
+            click.echo(f"{e['message']}")
+        for filename, text in warnings:
+            click.echo(f"warning: {filename}: {text}")
     if errors:
         sys.exit(EXIT_FAILED)
 
@@ -316,6 +324,14 @@ def show_time(dt: datetime, zone: str) -> str:
 
 
 def main() -> None:
-    from . import cli_connections, cli_ops, cli_remote, cli_resources, cli_run, cli_xcom  # noqa: F401  (they register their commands)
+    from . import (  # noqa: F401  (they register their commands)
+        cli_connections,
+        cli_ops,
+        cli_remote,
+        cli_resources,
+        cli_run,
+        cli_variables,
+        cli_xcom,
+    )
 
     cli(prog_name="flow")

@@ -95,6 +95,10 @@ class Settings:
     metrics_textfile: str = ""
     """node_exporter textfile (e.g. /var/lib/node_exporter/textfile/flowd.prom); empty: off."""
     metrics_textfile_interval: float = 15.0
+    create_cron_data_intervals: bool = False
+    """Airflow 2's reading of cron schedules for the DAG folder: a run's logical date (``ds``) is the
+    start of the interval it covers, not its fire time. Off by default, as in Airflow 3; a DAG can
+    choose for itself with DAG(create_cron_data_intervals=...) or an Airflow timetable."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     notifiers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """[notifiers.NAME] tables, validated (daemon/notifyconf.py); never printed with their secrets."""
@@ -132,6 +136,7 @@ class Settings:
         "metrics_listen": "FLOW_METRICS_LISTEN",
         "metrics_textfile": "FLOW_METRICS_TEXTFILE",
         "metrics_textfile_interval": "FLOW_METRICS_TEXTFILE_INTERVAL",
+        "create_cron_data_intervals": "FLOW_CREATE_CRON_DATA_INTERVALS",
     }
 
     def as_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0004_lease"
+HEAD_REVISION = "0005_variables"
 """The newest migration this code ships; checked with a plain query so an up-to-date open stays fast."""
 
 VERSION_TABLE = "alembic_version"
@@ -238,3 +238,12 @@ lease = sa.Table(
 """One row (id 1): which flowd holds the database and its epoch. Each flowd that takes the lock
 increments the epoch; every write transaction checks it (``Store.fence``), so a flowd that lost
 its lock cannot commit a scheduling decision even while it still believes it holds it."""
+
+variable = sa.Table(
+    "variable",
+    metadata,
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("val", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+)
+"""Airflow-style Variables (flow.variables): `flow variables ...` writes them, tries read them."""

@@ -30,6 +30,20 @@ class EngineError(Exception):
 Actor = dict[str, Any]  # {"uid": int, "user": str}
 
 
+def check_params(dag_id: str, ser: dict[str, Any], conf: dict[str, Any]) -> None:
+    """A run's params (the DAG's defaults, overridden by conf) against the DAG's Param schemas, at trigger time."""
+    from flow.exceptions import ParamValidationError
+    from flow.params import resolve
+
+    schemas = ser.get("params_schema") or {}
+    if not schemas:
+        return
+    try:
+        resolve(ser.get("params") or {}, schemas, conf)
+    except ParamValidationError as exc:
+        raise EngineError("bad_request", f"DAG {dag_id!r}: {exc}") from None
+
+
 class Operations:
     """Mixed into Engine; `self` is the engine."""
 
@@ -55,6 +69,7 @@ class Operations:
             conf = {}
         if not isinstance(conf, dict):
             raise EngineError("bad_request", f"conf must be a JSON object, not {type(conf).__name__}")
+        check_params(dag_id, self.dags[dag_id], conf)
         now = self.clock()
         when = _aware(logical_date) if logical_date else now
         from .specs import run_id_for

@@ -114,8 +114,10 @@ class ResultsMixin:
         extra.ref = None
         # Tries granted by a clear are counted from where the clear left off.
         offset = extra.max_tries - (task.retries + 1)
-        retryable = not (result.killed and result.killed.startswith("dagrun_timeout"))
+        retryable = not (result.killed and result.killed.startswith("dagrun_timeout")) and result.outcome != "no_retry"
         state, retry_at = on_try_finished(task, try_number - offset, result.ok, ended, retryable=retryable)
+        if result.ok and result.outcome == "skipped":  # AirflowSkipException, skip_on_exit_code: RUNNING -> SKIPPED
+            state = TaskState.SKIPPED
         error = None if result.ok else (result.error or "failed")
         self._set_ti(tx, run, task_id, state, now, end_date=ended, duration=duration, exit_code=result.exit_code,
                      error=error, next_retry_at=retry_at, pid=result.pid, reason=error or "")

@@ -49,6 +49,8 @@ def build_spec(engine: Engine, run: RunMem, task: dict[str, Any], try_number: in
         "max_tries": max_tries,
         "timezone": dag.get("timezone", "UTC"),
     }
+    if _may_read_variables(task):
+        context["variables"] = engine.store.variable_values()
     return TaskSpec(
         ref=f"{run.key}:{task['task_id']}:{try_number}",
         kind=task["kind"],
@@ -71,6 +73,13 @@ def build_spec(engine: Engine, run: RunMem, task: dict[str, Any], try_number: in
         extra=_with_smtp(engine, dict(task.get("extra") or {})),
         max_log_bytes=int(getattr(engine.settings, "max_log_bytes_per_try", 0) or 0),
     )
+
+
+def _may_read_variables(task: dict[str, Any]) -> bool:
+    """Python code may call Variable.get anywhere; a bash try only through {{ var.* }} in its fields."""
+    if task["kind"] != "bash":
+        return task["kind"] != "empty"
+    return "var." in f"{task.get('bash_command') or ''} {task.get('env') or ''} {task.get('cwd') or ''}"
 
 
 def _with_smtp(engine: Engine, extra: dict[str, Any]) -> dict[str, Any]:

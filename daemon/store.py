@@ -24,6 +24,7 @@ from .models import HEAD_REVISION, VERSION_TABLE, lease
 from .store_reads import StoreReads
 from .store_resources import ResourceReads
 from .store_tx import DuplicateRunError, StoreError, Tx
+from .store_variables import VariableReads
 
 __all__ = ["DuplicateRunError", "LeaseLost", "Store", "StoreError", "Tx"]
 
@@ -133,7 +134,7 @@ def _reason(exc: BaseException, url: URL) -> str:
     return reason
 
 
-class Store(StoreReads, ResourceReads):
+class Store(StoreReads, ResourceReads, VariableReads):
     """A connection pool to one flow database, plus its schema version.
 
     Use :meth:`open`; the constructor takes an engine already configured for flow.

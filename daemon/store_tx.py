@@ -24,6 +24,7 @@ from .models import (
 )
 from .store_reads import chunks, execute
 from .store_resources import ResourceTx
+from .store_variables import VariableTx
 
 
 class StoreError(Exception):
@@ -102,7 +103,7 @@ def _xcom_upsert(insert: Any) -> Any:
 _SET_XCOM = {"sqlite": _xcom_upsert(sqlite.insert), "postgresql": _xcom_upsert(postgresql.insert)}
 
 
-class Tx(ResourceTx):
+class Tx(ResourceTx, VariableTx):
     """One write transaction. States may be given as TaskState/RunState or their string values."""
 
     def __init__(self, conn: Connection, dialect: str) -> None:

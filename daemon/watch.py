@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from flow.dag import DATA_INTERVALS_ENV
 from flow.units import parse_size
 
 from .dags.pool import ParsePool
@@ -32,6 +33,7 @@ class FolderWatcher:
         # DAG files read the default zone from the environment in the parse child; the setting may
         # have come from the configuration file, so hand it down explicitly.
         os.environ["FLOW_DEFAULT_TIMEZONE"] = engine.settings.default_timezone
+        os.environ[DATA_INTERVALS_ENV] = "1" if engine.settings.create_cron_data_intervals else "0"
         self.engine = engine
         self.folder = DagFolder(engine.settings.dags_folder)
         self.registry = DagRegistry()

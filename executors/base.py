@@ -78,6 +78,9 @@ class TaskResult:
     xcom: dict[str, Any] | None = None
     branch: list[str] | None = None
     skip_downstream: bool = False
+    outcome: str | None = None
+    """"skipped" (the task raised AirflowSkipException or exited with a skip_on_exit_code) or
+    "no_retry" (AirflowFailException: failed without the retries left); None otherwise."""
     started_at: str | None = None
     ended_at: str | None = None
     rusage: dict[str, float] | None = None

@@ -270,7 +270,18 @@ def _run_python(spec: dict[str, Any]) -> int:
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     _flush_streams()
     _write_result(spec, result)
+    if result.get("ok") and isinstance(result.get("exec_bash"), dict):
+        _exec_bash(result["exec_bash"])  # @task.bash: this process becomes the command; never returns
     return 0 if result.get("ok") else 1
+
+
+def _exec_bash(run: dict[str, Any]) -> None:
+    """Replace the worker by ``bash -c`` (same pid, session, pipes and limits): its exit status is the try's."""
+    env = run.get("env")
+    env = dict(os.environ) if env is None else ({**os.environ, **env} if run.get("append_env") else dict(env))
+    if run.get("cwd"):
+        os.chdir(run["cwd"])
+    os.execve("/bin/bash", ["bash", "-c", run["command"]], env)
 
 
 def _install_mail_transport(extra: dict[str, Any]) -> None:

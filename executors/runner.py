@@ -45,6 +45,7 @@ from flow.executors.logsink import (
 )
 from flow.executors.runloop import EventLoop, Timer
 from flow.executors.tryprocs import TAG_VAR, signal_pids, tagged_pids, try_tag
+from flow.runtime import bash_xcom
 
 READ_SIZE = 64 * 1024
 DRAIN_LIMIT = 64
@@ -452,18 +453,26 @@ class Runner:
                    else f"exited with status {code} after {elapsed:.2f}s")
         ok, error = outcome(spec, code, timed_out=t.timed_out, killed=t.killed, reported=reported)
         extra = reported or {}
+        verdict = extra.get("outcome")
+        as_bash = spec["kind"] == "bash" or bool(extra.get("exec_bash"))  # @task.bash ran bash in its worker
+        if as_bash and not ok and code > 0 and not t.timed_out and t.killed is None \
+                and code in (spec.get("extra") or {}).get("skip_on_exit_code", ()):
+            ok, error, verdict = True, None, "skipped"  # Airflow's skip_on_exit_code
         xcom = extra.get("xcom")
-        if spec["kind"] == "bash" and ok and spec.get("do_xcom_push", True):
+        if as_bash and ok and spec.get("do_xcom_push", True):
             line, too_long = t.last.finish()
             if too_long:
                 t.log.note("the last stdout line is over 1 MiB: not pushed as XCom")
             elif line is not None:
-                xcom = {"return_value": line}
+                xcom = {**(xcom or {}), **(bash_xcom(spec.get("extra") or {}, line, t.log.note) or {})}
+            if spec.get("template_xcom"):  # {{ ti.xcom_push(...) }} in the command, pushed when it rendered
+                xcom = {**spec["template_xcom"], **(xcom or {})}
         result = TaskResult(
             ref=t.ref, pid=t.pid, ok=ok, exit_code=code if code >= 0 else None,
             signal=-code if code < 0 else None, timed_out=t.timed_out, killed=t.killed, error=error,
-            xcom=xcom, branch=extra.get("branch"), skip_downstream=bool(extra.get("skip_downstream")),
-            started_at=t.started_at, ended_at=_now_iso(), rusage=t.rusage,
+            xcom=None if verdict == "skipped" else xcom, branch=extra.get("branch"),
+            skip_downstream=bool(extra.get("skip_downstream")), outcome=verdict, started_at=t.started_at,
+            ended_at=_now_iso(), rusage=t.rusage,
         ).to_json()
         result["log_path"] = spec["log_path"]
         return result

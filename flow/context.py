@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import dateutil
+import dateutil.relativedelta
 import pendulum
 
 from flow.xcom import RETURN_VALUE, encode_xcom
@@ -33,7 +35,7 @@ def ds_format(ds: str, input_format: str, output_format: str) -> str:
 
 MACROS = SimpleNamespace(
     datetime=datetime, timedelta=timedelta, ds_add=ds_add, ds_format=ds_format,
-    json=json, time=time, uuid=uuid, random=random, pendulum=pendulum,
+    json=json, time=time, uuid=uuid, random=random.random, pendulum=pendulum, dateutil=dateutil,
 )
 
 
@@ -112,7 +114,9 @@ CONTEXT_KEYS = frozenset({
     "dag", "task", "ti", "task_instance", "dag_run", "run_id", "conf", "params", "logical_date",
     "execution_date", "data_interval_start", "data_interval_end", "ds", "ds_nodash", "ts", "ts_nodash",
     "ts_nodash_with_tz", "task_instance_key_str", "try_number", "max_tries", "timezone", "macros",
-    "templates_dict",
+    "templates_dict", "var", "prev_ds", "next_ds", "prev_ds_nodash", "next_ds_nodash", "prev_execution_date",
+    "next_execution_date", "yesterday_ds", "tomorrow_ds", "yesterday_ds_nodash", "tomorrow_ds_nodash",
+    "inlets", "outlets", "test_mode",
 })
 """Names a Python callable may declare to receive from the context (the keys build_context fills)."""
 
@@ -139,10 +143,20 @@ def build_context(spec: dict[str, Any], dag: Any = None, task: Any = None) -> di
     logical_date = _parse_utc(raw.get("logical_date") or pendulum.now("UTC"), "logical_date")
     start = _parse_utc(raw.get("data_interval_start") or logical_date, "data_interval_start")
     end = _parse_utc(raw.get("data_interval_end") or logical_date, "data_interval_end")
+    if isinstance(raw.get("variables"), dict):  # flowd's Variables, handed to this try
+        from flow.variables import MemoryBackend, set_backend
+
+        set_backend(MemoryBackend(raw["variables"]))
     conf = dict(raw.get("conf") or {})
     params = dict(getattr(dag, "params", None) or {})
+    params.update(getattr(task, "params", None) or {})
     params.update(raw.get("params") or {})
     params.update(conf)
+    schemas = getattr(dag, "param_schemas", None)
+    if schemas:
+        from flow.params import resolve
+
+        params = resolve(params, schemas)
     dag_run = DagRun(dag_id, run_id, raw.get("run_type") or "manual", conf, logical_date, start, end)
     ti = TaskInstance(dag_id, task_id, run_id, try_number, max_tries, logical_date, spec.get("xcoms") or {}, task)
     if dag is None:
@@ -174,4 +188,66 @@ def build_context(spec: dict[str, Any], dag: Any = None, task: Any = None) -> di
         "max_tries": max_tries,
         "timezone": raw.get("timezone") or getattr(dag, "timezone", "UTC"),
         "macros": MACROS,
+        "var": VariableAccessor(),
+        "prev_ds": _ds(raw.get("prev_logical_date")) or ds,
+        "next_ds": _ds(raw.get("next_logical_date")) or ds,
+        "prev_ds_nodash": (_ds(raw.get("prev_logical_date")) or ds).replace("-", ""),
+        "next_ds_nodash": (_ds(raw.get("next_logical_date")) or ds).replace("-", ""),
+        "prev_execution_date": _parse_opt(raw.get("prev_logical_date")),
+        "next_execution_date": _parse_opt(raw.get("next_logical_date")),
+        "yesterday_ds": (logical_date - timedelta(days=1)).strftime("%Y-%m-%d"),
+        "tomorrow_ds": (logical_date + timedelta(days=1)).strftime("%Y-%m-%d"),
+        "yesterday_ds_nodash": (logical_date - timedelta(days=1)).strftime("%Y%m%d"),
+        "tomorrow_ds_nodash": (logical_date + timedelta(days=1)).strftime("%Y%m%d"),
+        "inlets": list(getattr(task, "inlets", None) or []),
+        "outlets": list(getattr(task, "outlets", None) or []),
+        "test_mode": False,
+        **(getattr(dag, "user_defined_macros", None) or {}),
     }
+
+
+def _parse_opt(value: Any) -> pendulum.DateTime | None:
+    return _parse_utc(value, "date") if value else None
+
+
+def _ds(value: Any) -> str | None:
+    parsed = _parse_opt(value)
+    return parsed.strftime("%Y-%m-%d") if parsed is not None else None
+
+
+class VariableAccessor:
+    """``{{ var.value.key }}`` and ``{{ var.json.key }}`` in templates, read when the template renders."""
+
+    def __init__(self) -> None:
+        self.value = _VariableView(deserialize=False)
+        self.json = _VariableView(deserialize=True)
+
+
+class _VariableView:
+    def __init__(self, *, deserialize: bool) -> None:
+        self._deserialize = deserialize
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        from flow.variables import Variable
+
+        return Variable.get(key, deserialize_json=self._deserialize)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        from flow.variables import Variable
+
+        return Variable.get(key, default, deserialize_json=self._deserialize)
+
+
+_current: list[dict[str, Any]] = []
+"""The context of the task running in this process (set by flow.runtime around execute())."""
+
+
+def get_current_context() -> dict[str, Any]:
+    """The running task's context, from anywhere in its code (Airflow's get_current_context)."""
+    if not _current:
+        from flow.exceptions import AirflowException
+
+        raise AirflowException("get_current_context() was called outside a running task")
+    return _current[-1]

@@ -51,6 +51,15 @@ def validate_id(value: object, what: str, where: str) -> str:
     return value
 
 
+DATA_INTERVALS_ENV = "FLOW_CREATE_CRON_DATA_INTERVALS"
+"""Set by flowd from its ``create_cron_data_intervals`` setting for the parse child of its DAG folder."""
+
+
+def default_cron_data_intervals() -> bool:
+    """The folder's default reading of cron schedules: trigger (False) unless flowd's setting says otherwise."""
+    return os.environ.get(DATA_INTERVALS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def get_current_dag() -> DAG | None:
     return _context_stack[-1] if _context_stack else None
 
@@ -169,6 +178,17 @@ def _callbacks(value: object, what: str, where: str) -> list[Callable[..., Any]]
 
 _UNSET: Any = object()
 
+DAG_ARGS_IGNORED = frozenset({
+    "owner_links", "access_control", "sla_miss_callback", "default_view", "orientation", "jinja_environment_kwargs",
+    "template_undefined", "auto_register", "fail_stop", "fail_fast", "max_consecutive_failed_dag_runs",
+    "disable_bundle_versioning", "dag_run_timeout", "deadline", "on_execute_callback",
+})
+"""Accepted so Airflow files load: display-only, or about Airflow's web server and permissions."""
+DAG_ARGS_WARNED = frozenset({"sla_miss_callback", "fail_stop", "fail_fast", "max_consecutive_failed_dag_runs"})
+DAG_ARGS_UNSUPPORTED = {
+    "timetable": "give schedule= a cron string, a preset, a timedelta or one of flow's timetables",
+}
+
 
 class DAG:
     """Airflow's DAG: use as a context manager, pass as ``dag=`` to tasks, or build with ``@dag``."""
@@ -193,15 +213,44 @@ class DAG:
         on_success_callback: Any = None,
         on_failure_callback: Any = None,
         is_paused_upon_creation: bool | None = None,
+        dag_display_name: str | None = None,
+        user_defined_macros: dict[str, Any] | None = None,
+        user_defined_filters: dict[str, Any] | None = None,
+        template_searchpath: str | list[str] | None = None,
+        render_template_as_native_obj: bool = False,
+        concurrency: int | None = None,
+        create_cron_data_intervals: bool | None = None,
+        **airflow_only: Any,
     ) -> None:
         where = f"DAG {dag_id!r}"
         self.dag_id = validate_id(dag_id, "dag_id", "DAG")
         self.fileloc, self.lineno = caller_location()
+        self.warnings: list[str] = []
+        self.edge_labels: dict[tuple[str, str], str] = {}
+        self.dag_display_name = dag_display_name
+        self.user_defined_macros = dict(user_defined_macros or {})
+        self.user_defined_filters = dict(user_defined_filters or {})
+        self.template_searchpath = (
+            [template_searchpath] if isinstance(template_searchpath, str) else list(template_searchpath or [])
+        )
+        self.render_template_as_native_obj = bool(render_template_as_native_obj)
+        if concurrency is not None:
+            max_active_tasks = concurrency
+        self._accept_airflow_only(airflow_only, where)
         if schedule is not _UNSET and schedule_interval is not _UNSET:
             raise DagDefinitionError(f"{where}: give schedule or schedule_interval, not both")
         self.schedule = None if schedule is _UNSET and schedule_interval is _UNSET else (
             schedule if schedule is not _UNSET else schedule_interval
         )
+        schedule_zone = None
+        if hasattr(self.schedule, "flow_schedule"):  # an Airflow timetable (flow.compat.timetables)
+            schedule_zone = self.schedule.flow_timezone
+            if create_cron_data_intervals is None:
+                create_cron_data_intervals = self.schedule.flow_data_intervals
+            self.schedule = self.schedule.flow_schedule
+        if create_cron_data_intervals is None:
+            create_cron_data_intervals = default_cron_data_intervals()
+        self.create_cron_data_intervals = bool(create_cron_data_intervals)
         if default_args is not None and not isinstance(default_args, dict):
             raise TypeError(f"{where}: default_args must be a dict, not {type(default_args).__name__}")
         self.default_args: dict[str, Any] = dict(default_args or {})
@@ -213,6 +262,8 @@ class DAG:
             self.timezone = zone_name(start_date.tzinfo, start_date, where)
         else:
             self.timezone = system_timezone()
+        if schedule_zone:
+            self.timezone = schedule_zone
         self.start_date = _as_utc(start_date, self.timezone, "start_date", where)
         self.end_date = _as_utc(end_date, self.timezone, "end_date", where)
         if not isinstance(catchup, bool):
@@ -228,7 +279,9 @@ class DAG:
         self.doc_md = doc_md
         if params is not None and not isinstance(params, dict):
             raise TypeError(f"{where}: params must be a dict, not {type(params).__name__}")
-        self.params: dict[str, Any] = dict(params or {})
+        from flow.params import split_params
+
+        self.params, self.param_schemas = split_params(params)
         for name, value in (("max_active_runs", max_active_runs), ("max_active_tasks", max_active_tasks)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TypeError(f"{where}: {name} must be a positive int, not {value!r}")
@@ -244,6 +297,26 @@ class DAG:
         self._check_schedule()
         if _collector is not None:
             _collector.append(self)
+
+    def _accept_airflow_only(self, args: dict[str, Any], where: str) -> None:
+        """Airflow DAG arguments that change nothing here are accepted; the rest fail clearly."""
+        from flow.exceptions import NotSupportedByFlow
+
+        for key, value in args.items():
+            if key in DAG_ARGS_IGNORED:
+                if key in DAG_ARGS_WARNED and value is not None:
+                    self.warn(f"{key} is accepted but not enforced by flow")
+                continue
+            hint = DAG_ARGS_UNSUPPORTED.get(key)
+            if hint is not None:
+                raise NotSupportedByFlow(f"{where}: flow does not support the DAG argument {key} ({hint})")
+            raise TypeError(f"{where}: unexpected argument {key} for DAG")
+
+    def warn(self, message: str) -> None:
+        """Something the file asked for that flow accepts but does not do; listed with the import errors."""
+        text = f"DAG {self.dag_id!r}: {message}"
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     def _check_schedule(self) -> None:
         from flow.schedule import ScheduleError, parse_schedule

@@ -18,6 +18,7 @@ import traceback
 import types
 from dataclasses import dataclass
 
+from flow.compat.hook import install as install_airflow_names
 from flow.dag import DAG, DagDefinitionError, collect_dags
 
 _counter = itertools.count()
@@ -98,6 +99,7 @@ def load_file(path: str) -> tuple[list[DAG], ImportErrorInfo | None]:
     if folder not in sys.path:
         sys.path.append(folder)
     current = None
+    install_airflow_names()
     try:
         code = compile(source, path, "exec", dont_inherit=True)
         sys.modules[name] = module

@@ -11,6 +11,9 @@ from typing import Any
 
 from flow.context import CONTEXT_KEYS
 from flow.dag import DAG, get_current_dag
+from flow.exceptions import NotSupportedByFlow
+from flow.operators.bash import bash_outcome_extra, bash_outcome_options
+from flow.operators.external_python import ExternalPythonOperator
 from flow.operators.python import BranchPythonOperator, PythonOperator, ShortCircuitOperator
 from flow.xcom import RETURN_VALUE, Reference, XComArg
 
@@ -39,6 +42,40 @@ class _DecoratedMixin:
 
 class _PythonDecoratedOperator(_DecoratedMixin, PythonOperator):
     operator_name = "@task"
+
+
+class _ExternalPythonDecoratedOperator(ExternalPythonOperator):
+    operator_name = "@task.external_python"
+
+
+class _BashDecoratedOperator(PythonOperator):
+    """``@task.bash``: the function returns a bash command, which is rendered as a template and run.
+
+    The function runs in the task's worker; the worker then becomes ``bash -c COMMAND`` (see
+    flow.executors.child), so the command's exit status, ``skip_on_exit_code`` and last stdout
+    line (the XCom) work as for a BashOperator.
+    """
+
+    operator_name = "@task.bash"
+    template_fields = ("templates_dict", "op_args", "op_kwargs", "env", "cwd")
+    exec_bash = True
+
+    def __init__(self, *, append_env: bool = False, skip_on_exit_code: int | list[int] | None = 99,
+                 multiple_outputs: bool = False, output_processor: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.append_env = bool(append_env)
+        self.skip_on_exit_code, self.output_json = bash_outcome_options(self._where, skip_on_exit_code, output_processor)
+        self.multiple_outputs = bool(multiple_outputs)
+
+    def serialize_extra(self) -> dict[str, Any]:
+        return bash_outcome_extra(self.skip_on_exit_code, self.output_json, self.multiple_outputs)
+
+    def execute(self, context: dict[str, Any]) -> Any:
+        command = super().execute(context)
+        if not isinstance(command, str) or not command.strip():
+            raise TypeError(f"{self._where}: a @task.bash function must return a non-empty bash command, "
+                            f"not {command!r}")
+        return self.render_template(command, context, "bash_command")
 
 
 class _BranchPythonDecoratedOperator(_DecoratedMixin, BranchPythonOperator):
@@ -86,6 +123,13 @@ class TaskDecorator:
     def override(self, **kwargs: Any) -> TaskDecorator:
         return TaskDecorator(self.function, self.operator_class, {**self.kwargs, **kwargs})
 
+    def expand(self, **_kwargs: Any) -> Any:
+        raise NotSupportedByFlow(f"@task {self.function.__name__}.expand(): flow does not support dynamic task "
+                                 "mapping yet (call the task once per item in a loop instead)")
+
+    partial = expand
+    expand_kwargs = expand
+
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         signature = inspect.signature(self.function)
         try:
@@ -102,7 +146,8 @@ class TaskDecorator:
         options = dict(self.kwargs)
         dag = options.get("dag") or get_current_dag()
         task_id = _unique_task_id(options.pop("task_id", self.function.__name__), dag)
-        options.setdefault("multiple_outputs", _returns_mapping(self.function))
+        if self.operator_class not in (_BashDecoratedOperator, _ExternalPythonDecoratedOperator):
+            options.setdefault("multiple_outputs", _returns_mapping(self.function))
         if options.get("doc") is None and options.get("doc_md") is None and self.function.__doc__:
             options["doc"] = inspect.cleandoc(self.function.__doc__)
         op = self.operator_class(
@@ -121,14 +166,32 @@ def _make(operator_class: type) -> Callable[..., Any]:
 
 
 class _TaskNamespace:
-    """``@task``, ``@task(...)``, ``@task.python``, ``@task.branch``, ``@task.short_circuit``."""
+    """``@task``, ``@task(...)``, ``@task.python``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``."""
 
     python = staticmethod(_make(_PythonDecoratedOperator))
+    bash = staticmethod(_make(_BashDecoratedOperator))
+    external_python = staticmethod(_make(_ExternalPythonDecoratedOperator))
     branch = staticmethod(_make(_BranchPythonDecoratedOperator))
     short_circuit = staticmethod(_make(_ShortCircuitDecoratedOperator))
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         return self.python(python_callable, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        hint = _TASK_KINDS_UNSUPPORTED.get(name, "it is not one of flow's task kinds (python, branch, short_circuit)")
+        raise NotSupportedByFlow(f"@task.{name}: flow does not support {hint}")
+
+
+_TASK_KINDS_UNSUPPORTED = {
+    "sensor": "sensors yet (poll in a @task with retries)",
+    "docker": "Docker tasks (run docker in a BashOperator)",
+    "kubernetes": "Kubernetes",
+    "virtualenv": "virtualenv tasks yet (use an ExternalPython interpreter in a BashOperator)",
+    "run_if": "run_if conditions",
+    "skip_if": "skip_if conditions",
+}
 
 
 task = _TaskNamespace()

@@ -6,6 +6,8 @@ fork: Jinja2 and pendulum here, the DAG file only inside the child.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 import traceback
@@ -14,7 +16,8 @@ from typing import Any
 import jinja2  # noqa: F401  (preloaded for forked children)
 import pendulum  # noqa: F401
 
-from flow.context import build_context
+from flow.context import _current, build_context
+from flow.exceptions import FAIL_EXCEPTIONS, SKIP_EXCEPTIONS
 from flow.templating import TemplateError, render_field
 from flow.xcom import RETURN_VALUE, XComError, encode_xcom
 
@@ -40,7 +43,9 @@ def render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str |
 def _render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str | None]:
     context = build_context(spec)
     dag_file = spec.get("dag_file")
-    searchpath = os.path.dirname(os.path.abspath(dag_file)) if dag_file else None
+    folder = os.path.dirname(os.path.abspath(dag_file)) if dag_file else None
+    extra_path = (spec.get("extra") or {}).get("template_searchpath") or []
+    searchpath = [folder, *(os.path.join(folder, p) for p in extra_path)] if folder else None
     command = render_field("bash_command", spec.get("bash_command") or "", context, _BASH_EXT, searchpath)
     env = spec.get("env")
     if env is not None:
@@ -50,16 +55,40 @@ def _render_bash(spec: dict[str, Any]) -> tuple[str, dict[str, str] | None, str 
     cwd = spec.get("cwd")
     if cwd is not None:
         cwd = render_field("cwd", cwd, context, (), searchpath)
+    if context["ti"].pushed:
+        # {{ ti.xcom_push(...) }} ran while the command rendered: the executor stores these with the
+        # try's result, as Airflow does (they used to be rendered and dropped).
+        spec["template_xcom"] = dict(context["ti"].pushed)
     return command, env, cwd
 
 
+def bash_xcom(extra: dict[str, Any], line: str, note: Any) -> dict[str, Any] | None:
+    """The XComs of a bash try from its last stdout line: the line itself, or (output_processor=json.loads,
+    multiple_outputs=True) the JSON it holds, and each of its keys. ``note`` writes to the try's log."""
+    if not extra.get("output_json"):
+        return {RETURN_VALUE: line}
+    try:
+        value = json.loads(line)
+    except ValueError as e:
+        note(f"output_processor=json.loads: the last line is not JSON ({e}); pushed as text")
+        return {RETURN_VALUE: line}
+    if value is None:
+        return None  # nothing returned: no XCom, as in Airflow
+    pushes = {RETURN_VALUE: value}
+    if extra.get("multiple_outputs") and isinstance(value, dict):
+        pushes.update({str(k): v for k, v in value.items() if k != RETURN_VALUE})
+    return pushes
+
+
 def _result(ok: bool, error: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {
+    extra = {"exec_bash": fields["exec_bash"]} if fields.get("exec_bash") else {}
+    return extra | {
         "ok": ok,
         "error": error,
         "xcom": fields.get("xcom"),
         "branch": fields.get("branch"),
         "skip_downstream": bool(fields.get("skip_downstream", False)),
+        "outcome": fields.get("outcome"),
     }
 
 
@@ -115,6 +144,42 @@ def _branch_ids(value: Any, dag: Any, task_id: str) -> list[str]:
     return ids
 
 
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s - %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record is emitted: the runner installs this once,
+    while warming up with stderr redirected, and each forked try has its own stderr."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+_log_handler: logging.Handler | None = None
+
+
+def task_logging() -> None:
+    """Send stdlib ``logging`` at INFO and above to the try's log (stderr), as Airflow's task handler does.
+
+    Only the root logger gets a handler, and only once per process; a task that configures
+    logging itself keeps its own setup on top.
+    """
+    global _log_handler
+    root = logging.getLogger()
+    if _log_handler is not None and _log_handler in root.handlers:
+        return
+    _log_handler = _StderrHandler()
+    _log_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(_log_handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
 def run_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one Python try; never raises. Errors are one line in "error", the traceback on stderr."""
     dag_file = spec.get("dag_file")
@@ -124,21 +189,40 @@ def run_task(spec: dict[str, Any]) -> dict[str, Any]:
             print(problem, file=sys.stderr)
             return _result(False, problem)
         context = build_context(spec, dag=dag, task=task)
-        task.render_template_fields(context)
-        value = task.execute(context)
+        task_logging()
+        _current.append(context)
+        try:
+            task.render_template_fields(context)
+            value = task.execute(context)
+        finally:
+            _current.pop()
         ti = context["ti"]
+        if getattr(task, "exec_bash", False):  # @task.bash: the worker becomes bash -c value
+            env = task.env
+            if env is not None:
+                env = {str(k): str(v) for k, v in env.items()}
+            return _result(True, xcom=dict(ti.pushed) or None, exec_bash={
+                "command": value, "env": env, "append_env": bool(getattr(task, "append_env", False)), "cwd": task.cwd})
         pushes: dict[str, Any] = dict(ti.pushed)
         if value is not None and task.do_xcom_push and spec.get("do_xcom_push", True):
             encode_xcom(task.task_id, RETURN_VALUE, value)
             pushes[RETURN_VALUE] = value
         branch = _branch_ids(value, dag, task.task_id) if task.is_branch else None
         skip = bool(task.is_short_circuit and not value)
+        if skip and not getattr(task, "ignore_downstream_trigger_rules", True):
+            skip, branch = False, []  # skip the direct downstream only; the rest follow their trigger rules
+        if task.is_short_circuit:
+            print(f"Condition result is {bool(value)}" + ("" if value else ": skipping downstream tasks"))
         return _result(True, xcom=pushes or None, branch=branch, skip_downstream=skip)
+    except SKIP_EXCEPTIONS as e:
+        text = " ".join(str(e).split())
+        print(f"task skipped: {text}" if text else "task skipped", file=sys.stderr)
+        return _result(True, xcom=None, outcome="skipped")
     except BaseException as e:  # noqa: BLE001 - a task's failure must become a result, whatever it raised
         if isinstance(e, KeyboardInterrupt):
             raise
         traceback.print_exc(file=sys.stderr)
-        return _result(False, _describe(e, dag_file))
+        return _result(False, _describe(e, dag_file), outcome="no_retry" if isinstance(e, FAIL_EXCEPTIONS) else None)
 
 
 def run_callback(spec: dict[str, Any], which: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ a crash without creating a run twice.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -102,12 +102,18 @@ class CronSchedule(Schedule):
     moved forward by the gap, an ambiguous fall-back time fires at its first occurrence. When the
     hour field covers every hour, the schedule instead fires at every real instant whose wall time
     matches, so an hourly job runs 23 times on the spring day and 25 times on the autumn day.
+
+    ``data_intervals`` is Airflow 2's reading (Airflow 3's ``create_cron_data_intervals``): the run
+    that fires at the end of an interval has the interval's *start* as its logical date, so a
+    ``@daily`` run firing on D+1 has ``ds`` D. Otherwise (the default, Airflow 3's trigger reading)
+    the logical date is the fire time itself.
     """
 
     fields: CronFields
     zone: tzinfo
     zone_name: str
     preset: str | None = None
+    data_intervals: bool = False
 
     @property
     def every_real_hour(self) -> bool:
@@ -183,7 +189,8 @@ class CronSchedule(Schedule):
 
     def run_info(self, fire: datetime) -> RunInfo:
         fire = as_utc(fire, "fire")
-        return RunInfo(fire, self.prev_fire(fire) or fire, fire)
+        start = self.prev_fire(fire) or fire
+        return RunInfo(start if self.data_intervals else fire, start, fire)
 
     def describe(self) -> str:
         text = describe_cron(self.fields)
@@ -271,6 +278,9 @@ def parse_schedule(value: Any, tz: str | tzinfo = "UTC") -> Schedule | None:
             key = text.lower()
             if key == "@once":
                 return OnceSchedule()
+            if key == "@continuous":
+                raise ScheduleError("flow does not support the '@continuous' schedule (a new run as soon as the "
+                                    "last one ends); use a short cron interval such as '*/5 * * * *'")
             if key not in PRESETS:
                 known = ", ".join(["@once", *PRESETS])
                 raise ScheduleError(f"unknown schedule preset {value!r} (known: {known})")
@@ -291,6 +301,8 @@ def dag_schedule(dag: dict, first_seen: datetime | None = None) -> Schedule | No
             raise ScheduleError(f"schedule_interval_seconds must be a number, not {type(interval).__name__}")
         raw = timedelta(seconds=interval)
     schedule = parse_schedule(raw, dag.get("timezone") or "UTC")
+    if isinstance(schedule, CronSchedule) and dag.get("create_cron_data_intervals"):
+        schedule = replace(schedule, data_intervals=True)
     anchor = parse_utc(dag.get("start_date"), "start_date") or first_seen
     if schedule is not None and anchor is not None:
         schedule = schedule.anchored(anchor)
@@ -323,6 +335,8 @@ def next_runs(serialized_dag: dict, after: datetime, n: int, *,
         threshold = after - _TICK
     out: list[RunInfo] = []
     fire = schedule.next_fire(threshold)
+    while fire is not None and start is not None and schedule.run_info(fire).logical_date < start:
+        fire = schedule.next_fire(fire)
     while fire is not None and len(out) < n and (end is None or fire <= end):
         out.append(schedule.run_info(fire))
         fire = schedule.next_fire(fire)
@@ -359,8 +373,12 @@ def plan_dag_runs(dag: dict, *, next_dagrun: datetime | None, last_logical_date:
         fire = schedule.next_fire(first_seen)
     if fire is not None and start is not None and fire < start:
         fire = schedule.next_fire(start - _TICK)
+    while fire is not None and start is not None and schedule.run_info(fire).logical_date < start:
+        fire = schedule.next_fire(fire)  # data intervals: the first run covers the interval from start_date
     if fire is not None and last is not None and fire <= last:
         fire = schedule.next_fire(last)
+    while fire is not None and last is not None and schedule.run_info(fire).logical_date <= last:
+        fire = schedule.next_fire(fire)  # data intervals: the run of `last` fired one interval after it
 
     create: list[RunInfo] = []
     horizon = now if end is None else min(now, end)

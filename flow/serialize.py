@@ -11,6 +11,8 @@ from flow.operators.base import BaseOperator
 from flow.operators.bash import BashOperator
 from flow.operators.empty import EmptyOperator
 from flow.operators.python import callable_name
+from flow.params import dump_schemas
+from flow.xcom import XComArg
 
 
 def task_kind(task: BaseOperator) -> str:
@@ -32,6 +34,17 @@ def _check_json(value: Any, what: str) -> Any:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise DagDefinitionError(f"{what} must be JSON-serialisable ({e})") from None
+    return value
+
+
+def _as_templates(value: Any) -> Any:
+    """An XComArg in a field the executor renders becomes its pull template (Airflow's str(XComArg))."""
+    if isinstance(value, XComArg):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _as_templates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_templates(v) for v in value]
     return value
 
 
@@ -60,7 +73,7 @@ def serialize_task(task: BaseOperator, kind: str | None = None) -> dict[str, Any
         "is_branch": bool(task.is_branch),
         "is_short_circuit": bool(task.is_short_circuit),
         "bash_command": task.bash_command if kind == "bash" else None,  # type: ignore[attr-defined]
-        "env": _check_json(dict(task.env), f"{where}: env") if task.env is not None else None,
+        "env": _check_json(_as_templates(dict(task.env)), f"{where}: env") if task.env is not None else None,
         "append_env": bool(getattr(task, "append_env", False)),
         "cwd": task.cwd,
         "callable": callable_name(fn) if kind == "python" and fn is not None else None,
@@ -75,6 +88,7 @@ def serialize_task(task: BaseOperator, kind: str | None = None) -> dict[str, Any
         "notify_on_success": list(task.notify_on_success),
         "doc": task.doc,
         "extra": _check_json(task.serialize_extra(), f"{where}: extra"),
+        "display_name": task.task_display_name,
     }
 
 
@@ -113,4 +127,9 @@ def serialize_dag(dag: DAG) -> dict[str, Any]:
         "has_on_success_callback": bool(dag.on_success_callback),
         "has_on_failure_callback": bool(dag.on_failure_callback),
         "tasks": tasks,
+        "params_schema": dump_schemas(dag.param_schemas),
+        "display_name": dag.dag_display_name,
+        "edge_labels": [[up, down, text] for (up, down), text in sorted(dag.edge_labels.items())],
+        "warnings": list(dag.warnings),
+        "create_cron_data_intervals": dag.create_cron_data_intervals,
     }

@@ -46,14 +46,25 @@ def _ts_nodash_filter(value: Any) -> str:
 
 
 _FILTERS = {"ds": _ds_filter, "ds_nodash": _ds_nodash_filter, "ts": _ts_filter, "ts_nodash": _ts_nodash_filter}
-_envs: dict[str | None, jinja2.Environment] = {}
+SearchPath = str | Sequence[str] | None
+_envs: dict[tuple[tuple[str, ...], tuple[tuple[str, Any], ...]], jinja2.Environment] = {}
 
 
-def environment(searchpath: str | None = None) -> jinja2.Environment:
-    """One sandboxed environment per template folder; the folder is the DAG file's, as in Airflow."""
-    env = _envs.get(searchpath)
+def _folders(searchpath: SearchPath) -> tuple[str, ...]:
+    if not searchpath:
+        return ()
+    return (searchpath,) if isinstance(searchpath, str) else tuple(searchpath)
+
+
+def environment(searchpath: SearchPath = None, filters: dict[str, Any] | None = None) -> jinja2.Environment:
+    """One sandboxed environment per template path; the first folder is the DAG file's, as in Airflow.
+
+    A DAG's ``template_searchpath`` folders follow it, and its ``user_defined_filters`` are added.
+    """
+    key = (_folders(searchpath), tuple(sorted((filters or {}).items(), key=lambda kv: kv[0])))
+    env = _envs.get(key)
     if env is None:
-        loader = jinja2.FileSystemLoader(searchpath) if searchpath else None
+        loader = jinja2.FileSystemLoader(list(key[0])) if key[0] else None
         env = jinja2.sandbox.SandboxedEnvironment(
             loader=loader,
             undefined=jinja2.StrictUndefined,
@@ -62,7 +73,8 @@ def environment(searchpath: str | None = None) -> jinja2.Environment:
             extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
         )
         env.filters.update(_FILTERS)
-        _envs[searchpath] = env
+        env.filters.update(filters or {})
+        _envs[key] = env
     return env
 
 
@@ -93,17 +105,18 @@ def render_string(
     text: str,
     context: dict[str, Any],
     template_ext: Sequence[str] = (),
-    searchpath: str | None = None,
+    searchpath: SearchPath = None,
+    filters: dict[str, Any] | None = None,
 ) -> str:
     """Render one template; a value ending in a template extension names a file in ``searchpath``."""
-    env = environment(searchpath)
+    env = environment(searchpath, filters)
     if template_ext and text.endswith(tuple(template_ext)):
         if not searchpath:
             raise TemplateError(field, None, f"template file {text!r} given but the DAG file's folder is unknown")
         try:
             template = env.get_template(text)
         except jinja2.TemplateNotFound:
-            path = os.path.join(searchpath, text)
+            path = " or ".join(os.path.join(folder, text) for folder in _folders(searchpath))
             raise TemplateError(field, None, f"template file {path} not found") from None
         except jinja2.TemplateSyntaxError as e:
             raise TemplateError(field, e.lineno, _message(e), source=text) from None
@@ -127,23 +140,30 @@ def render_field(
     value: Any,
     context: dict[str, Any],
     template_ext: Sequence[str] = (),
-    searchpath: str | None = None,
+    searchpath: SearchPath = None,
+    *,
+    nested_files: bool = False,
+    filters: dict[str, Any] | None = None,
 ) -> Any:
     """Render strings, recursively through lists, tuples and dicts; resolve XComArg-like references.
 
     A resolved reference (an upstream task's XCom) is data, so it is not rendered again. Only a
-    top-level string may name a template file: an env value "run.sh" is just a value.
+    top-level string may name a template file (an env value "run.sh" is just a value), unless
+    ``nested_files``: a Python task given ``templates_exts`` reads its op_kwargs files, as in Airflow.
     """
     if isinstance(value, str):
-        return render_string(field, value, context, template_ext, searchpath)
+        return render_string(field, value, context, template_ext, searchpath, filters)
     if isinstance(value, Reference):
         return value.resolve(context)
+    inner = template_ext if nested_files else ()
+
+    def again(name: str, item: Any) -> Any:
+        return render_field(name, item, context, inner, searchpath, nested_files=nested_files, filters=filters)
+
     if isinstance(value, list):
-        return [render_field(f"{field}[{i}]", v, context, (), searchpath) for i, v in enumerate(value)]
+        return [again(f"{field}[{i}]", v) for i, v in enumerate(value)]
     if isinstance(value, tuple):
-        return tuple(
-            render_field(f"{field}[{i}]", v, context, (), searchpath) for i, v in enumerate(value)
-        )
+        return tuple(again(f"{field}[{i}]", v) for i, v in enumerate(value))
     if isinstance(value, dict):
-        return {k: render_field(f"{field}[{k!r}]", v, context, (), searchpath) for k, v in value.items()}
+        return {k: again(f"{field}[{k!r}]", v) for k, v in value.items()}
     return value

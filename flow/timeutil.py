@@ -112,12 +112,16 @@ class CronFields:
     weekdays: frozenset[int]
     dom_star: bool
     dow_star: bool
+    dom_rules: tuple[tuple[str, int], ...] = ()
+    """croniter's day-of-month forms: ("last", 0) for L, ("weekday", N) for NW (the weekday nearest N)."""
+    dow_rules: tuple[tuple[int, int], ...] = ()
+    """croniter's day-of-week forms: (weekday, k) for D#k (the k-th D of the month), (weekday, -1) for LD."""
 
     def matches_day(self, day: date) -> bool:
         if day.month not in self.months:
             return False
-        dom_ok = day.day in self.days
-        dow_ok = day.isoweekday() % 7 in self.weekdays
+        dom_ok = day.day in self.days or any(_dom_rule(kind, n, day) for kind, n in self.dom_rules)
+        dow_ok = day.isoweekday() % 7 in self.weekdays or any(_dow_rule(d, k, day) for d, k in self.dow_rules)
         # Vixie cron: when both day fields are restricted, either one may match.
         if self.dom_star or self.dow_star:
             return dom_ok and dow_ok
@@ -184,17 +188,75 @@ class CronFields:
         return time(self.hours[i], self.minutes[-1])
 
 
+def _month_length(day: date) -> int:
+    return ((day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)).day
+
+
+def _dom_rule(kind: str, n: int, day: date) -> bool:
+    last = _month_length(day)
+    if kind == "last":
+        return day.day == last
+    target = day.replace(day=min(n, last))  # NW: the weekday (Mon-Fri) nearest day N, within the month
+    if target.isoweekday() == 6:
+        target = target - timedelta(days=1) if target.day > 1 else target + timedelta(days=2)
+    elif target.isoweekday() == 7:
+        target = target + timedelta(days=1) if target.day < last else target - timedelta(days=2)
+    return day == target
+
+
+def _dow_rule(weekday: int, k: int, day: date) -> bool:
+    if day.isoweekday() % 7 != weekday:
+        return False
+    if k == -1:
+        return day.day + 7 > _month_length(day)
+    return (day.day - 1) // 7 + 1 == k
+
+
+_DOM_SPECIAL = re.compile(r"^(?:(L)|(\d{1,2})W)$", re.IGNORECASE)
+_DOW_SPECIAL = re.compile(r"^(?:(\w+)#([1-5])|L(\w+))$", re.IGNORECASE)
+
+
+def _split_specials(text: str, pattern: re.Pattern[str]) -> tuple[str, list[re.Match[str]]]:
+    """The plain part of a day field (for _parse_field) and croniter's special tokens in it."""
+    plain, found = [], []
+    for item in text.split(","):
+        match = pattern.match(item)
+        (found.append(match) if match else plain.append(item))  # type: ignore[func-returns-value]
+    return ",".join(plain), found
+
+
 def parse_cron(expression: str) -> CronFields:
-    """Validate and expand a 5-field cron expression (numbers, names, `*`, ranges, lists, steps)."""
+    """Validate and expand a cron expression in croniter's dialect, which is Airflow's.
+
+    Numbers, names, `*`, `?`, ranges, lists and steps; in day-of-month `L` (the last day) and `NW`
+    (the weekday nearest day N); in day-of-week `D#k` (the k-th D of the month) and `LD` (the last
+    D); a sixth field is croniter's seconds, accepted when it is 0 (flow fires on whole minutes).
+    """
     parts = expression.split()
+    if len(parts) == 6 and parts[5] in ("0", "00"):
+        parts = parts[:5]
+    elif len(parts) == 6:
+        raise ScheduleError(f"invalid cron expression {expression!r}: the sixth field (seconds) must be 0; "
+                            "flow fires on whole minutes")
+    parts = ["*" if p == "?" and i in (2, 4) else p for i, p in enumerate(parts)]
     if len(parts) != 5:
         extra = " (seconds and year fields are not supported)" if len(parts) in (6, 7) else ""
         raise ScheduleError(
             f"invalid cron expression {expression!r}: expected 5 fields "
             f"(minute hour day-of-month month day-of-week), got {len(parts)}{extra}"
         )
+    dom_plain, dom_special = _split_specials(parts[2], _DOM_SPECIAL)
+    dow_plain, dow_special = _split_specials(parts[4], _DOW_SPECIAL)
     try:
-        values = [_parse_field(text, *spec) for text, spec in zip(parts, _FIELDS, strict=True)]
+        dom_rules = tuple(("last", 0) if m.group(1) else ("weekday", _value(m.group(2), "day-of-month", 1, 31, {}))
+                          for m in dom_special)
+        dow_rules = tuple(
+            (_value(m.group(1), "day-of-week", 0, 7, _FIELDS[4][3]) % 7, int(m.group(2))) if m.group(1) is not None
+            else (_value(m.group(3), "day-of-week", 0, 7, _FIELDS[4][3]) % 7, -1)
+            for m in dow_special)
+        fields_text = [parts[0], parts[1], dom_plain, parts[3], dow_plain]
+        values = [_parse_field(text, *spec) if text else set()
+                  for text, spec in zip(fields_text, _FIELDS, strict=True)]
     except _FieldError as exc:
         raise ScheduleError(f"invalid cron expression {expression!r}: {exc}") from None
     minutes, hours, days, months, weekdays = values
@@ -207,10 +269,12 @@ def parse_cron(expression: str) -> CronFields:
         days=frozenset(days),
         months=frozenset(months),
         weekdays=frozenset(weekdays),
-        dom_star=parts[2].startswith("*"),
-        dow_star=parts[4].startswith("*"),
+        dom_star=parts[2] == "*",  # croniter (Airflow): only a bare * is unrestricted; "*/8" is a list
+        dow_star=parts[4] == "*",
+        dom_rules=dom_rules,
+        dow_rules=dow_rules,
     )
-    if fields.dow_star and not any(min(days) <= _MONTH_DAYS[m] for m in months):
+    if fields.dow_star and days and not dom_rules and not any(min(days) <= _MONTH_DAYS[m] for m in months):
         raise ScheduleError(
             f"invalid cron expression {expression!r}: never fires "
             f"(day-of-month {parts[2]} does not occur in month {parts[3]})"
@@ -279,6 +343,8 @@ def _step(field: str) -> int | None:
 def describe_cron(fields: CronFields) -> str:
     """Read the common shapes aloud; anything else is shown as the expression itself."""
     minute, hour, dom, month, dow = fields.raw
+    if fields.dom_rules or fields.dow_rules or not fields.weekdays or not fields.days:
+        return fields.expression  # L, W, # and ? are read best as written
     if (dom, month, dow) == ("*", "*", "*"):
         if hour == "*":
             step = _step(minute)

@@ -53,6 +53,15 @@ class XComArg(Reference, DependencyMixin):
     def __repr__(self) -> str:
         return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
 
+    def __str__(self) -> str:
+        """Airflow's form: an f-string or str() of an XComArg is a template that pulls the value."""
+        dag_id = self.operator.dag_id
+        parts = [f"task_ids='{self.operator.task_id}'"]
+        if dag_id is not None:
+            parts.append(f"dag_id='{dag_id}'")
+        parts.append(f"key='{self.key}'")
+        return "{{ task_instance.xcom_pull(" + ", ".join(parts) + ") }}"
+
     def __getitem__(self, key: str) -> XComArg:
         return XComArg(self.operator, key)
 

@@ -67,6 +67,18 @@ def _required_args(cls: type) -> tuple[str, ...]:
     return _required_cache[cls]
 
 
+AIRFLOW_TASK_ARGS_IGNORED = frozenset({
+    "pool", "pool_slots", "queue", "executor", "executor_config", "weight_rule", "run_as_user",
+    "max_active_tis_per_dag", "max_active_tis_per_dagrun", "task_concurrency", "resources",
+    "wait_for_downstream", "ignore_first_depends_on_past", "wait_for_past_depends_before_skipping",
+    "provide_context", "doc_rst", "doc_json", "doc_yaml", "map_index_template", "start_date", "end_date",
+    "on_execute_callback", "on_skipped_callback", "sla", "owner_links", "email_on_success", "allow_nested_operators",
+    "logger_name",
+})
+"""Airflow task arguments flow accepts so files load unchanged; they only matter to Airflow's own
+services (pools, queues, executors) or are display-only. ``sla`` adds a warning: it is not enforced."""
+
+
 class _OperatorMeta(type):
     """Fills arguments from default_args before __init__ runs, as Airflow's apply_defaults did."""
 
@@ -86,6 +98,8 @@ class _OperatorMeta(type):
         for key, value in defaults.items():
             if key in accepted and key not in kwargs and key not in ("task_id", "dag", "default_args"):
                 kwargs[key] = value
+        if defaults.get("sla") is not None and "sla" not in kwargs:
+            kwargs["sla"] = defaults["sla"]  # accepted but not enforced: the task warns about it
         missing = [name for name in ("task_id", *_required_args(cls)) if name not in kwargs]
         if missing:
             where = f"{cls.__name__} {kwargs['task_id']!r}" if "task_id" in kwargs else cls.__name__
@@ -218,6 +232,14 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
             if not isinstance(dag, DAG):
                 raise TypeError(f"{where}: dag must be a DAG, not {type(dag).__name__}")
             where = f"DAG {dag.dag_id!r}, {where}"
+        self.task_display_name: str | None = kwargs.pop("task_display_name", None)
+        self.params: dict[str, Any] = dict(kwargs.pop("params", None) or {})
+        self.inlets = kwargs.pop("inlets", None)
+        self.outlets = kwargs.pop("outlets", None)
+        if kwargs.get("sla") is not None and dag is not None:
+            dag.warn(f"task {task_id!r}: sla is accepted but not enforced by flow")
+        for key in [k for k in kwargs if k in AIRFLOW_TASK_ARGS_IGNORED]:
+            del kwargs[key]
         if kwargs:
             bad = ", ".join(sorted(kwargs))
             raise TypeError(f"{where}: unexpected argument(s) {bad} for {name}")
@@ -314,7 +336,12 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
                 other._attach(dag)
 
     def _link(self, other: Any, *, downstream: bool) -> None:
+        from flow.edges import Label
+
         for item in _flatten(other):
+            if isinstance(item, Label):
+                (item.add_upstream if downstream else item.add_downstream)([self])
+                continue
             op = _as_operator(item, self._where)
             if op is self:
                 raise DagDefinitionError(f"{self._where}: a task cannot depend on itself")
@@ -345,14 +372,39 @@ class BaseOperator(DependencyMixin, metaclass=_OperatorMeta):
     def execute(self, context: dict[str, Any]) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement execute(context)")
 
-    def render_template_fields(self, context: dict[str, Any]) -> None:
-        """Replace each templated attribute by its rendered value, in place, just before execute."""
+    def _template_path(self) -> list[str]:
+        """The DAG file's folder, then the DAG's template_searchpath (Airflow's order)."""
+        if self.dag is None:
+            return []
+        folders = [os.path.dirname(self.dag.fileloc)] if self.dag.fileloc else []
+        base = folders[0] if folders else os.getcwd()
+        return folders + [os.path.join(base, p) for p in self.dag.template_searchpath]
+
+    def render_template(self, content: Any, context: dict[str, Any], field: str = "template") -> Any:
+        """Render ``content`` (a str, or lists/dicts of them) as this task's fields are rendered."""
         from flow.templating import render_field
 
-        searchpath = os.path.dirname(self.dag.fileloc) if self.dag is not None and self.dag.fileloc else None
+        filters = self.dag.user_defined_filters if self.dag is not None else None
+        return render_field(field, content, context, self.template_ext, self._template_path(),
+                            nested_files=self._nested_template_files, filters=filters)
+
+    _nested_template_files = False
+
+    def render_template_fields(self, context: dict[str, Any]) -> None:
+        """Replace each templated attribute by its rendered value, in place, just before execute."""
         for field in self.template_fields:
             value = getattr(self, field)
-            setattr(self, field, render_field(field, value, context, self.template_ext, searchpath))
+            setattr(self, field, self.render_template(value, context, field))
+
+    @classmethod
+    def partial(cls, **_kwargs: Any) -> Any:
+        from flow.exceptions import NotSupportedByFlow
+
+        raise NotSupportedByFlow(f"{cls.__name__}.partial(): flow does not support dynamic task mapping yet "
+                                 "(create one task per item in a loop instead)")
+
+    def expand(self, **_kwargs: Any) -> Any:
+        type(self).partial()
 
     def serialize_extra(self) -> dict[str, Any]:
         """Operator-specific JSON for executors that need more than the common fields."""

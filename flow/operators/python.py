@@ -51,9 +51,16 @@ class PythonOperator(BaseOperator):
         op_args: list[Any] | tuple[Any, ...] | None = None,
         op_kwargs: dict[str, Any] | None = None,
         templates_dict: dict[str, Any] | None = None,
+        templates_exts: list[str] | tuple[str, ...] | None = None,
+        show_return_value_in_logs: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if templates_exts is not None:
+            if not isinstance(templates_exts, list | tuple) or not all(isinstance(e, str) for e in templates_exts):
+                raise TypeError(f"{self._where}: templates_exts must be a list of file name endings such as ['.sql']")
+            self.template_ext = tuple(templates_exts)
+            self._nested_template_files = True
         if not callable(python_callable):
             raise TypeError(f"{self._where}: python_callable must be callable, not {type(python_callable).__name__}")
         if op_args is not None and not isinstance(op_args, list | tuple):
@@ -91,6 +98,14 @@ class BranchPythonOperator(PythonOperator):
 
 
 class ShortCircuitOperator(PythonOperator):
-    """A falsy return value skips every task downstream of this one."""
+    """A falsy return value skips every task downstream of this one.
+
+    With ``ignore_downstream_trigger_rules=False`` only the direct downstream tasks are skipped and
+    the ones after them follow their own trigger rules (an ``all_done`` task still runs), as in Airflow.
+    """
 
     is_short_circuit = True
+
+    def __init__(self, *, ignore_downstream_trigger_rules: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ignore_downstream_trigger_rules = bool(ignore_downstream_trigger_rules)

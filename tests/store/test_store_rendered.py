@@ -32,7 +32,7 @@ def test_upgrade_from_0002_keeps_the_tries_and_adds_the_rendered_columns(db_url:
         key = add_run(old, task_ids=("extract",))
         _try(old, key, 1)
     with Store.open(db_url) as store:  # opening migrates to head
-        assert store.revision() == models.HEAD_REVISION
+        assert store.revision() == models.HEAD_REVISION == "0005_variables"
         [before] = store.tries(key, "extract")
         assert before["try_number"] == 1 and before["rendered"] is None and before["rendered_cwd"] is None
         _try(store, key, 2)

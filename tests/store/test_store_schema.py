@@ -19,7 +19,8 @@ from flow.daemon.store import Store, StoreError
 from ..conftest import PG_URL, drop_pg_schema, fresh_pg_url
 from .helpers import T0, add_dag, add_run
 
-TABLES = {"dag", "dag_run", "task_instance", "task_try", "xcom", "import_error", "audit_log", "try_resources", "lease"}
+TABLES = {"dag", "dag_run", "task_instance", "task_try", "xcom", "import_error", "audit_log", "try_resources",
+          "lease", "variable"}
 BIG_TABLES = {"dag_run", "task_instance", "task_try", "xcom", "audit_log"}
 
 

@@ -193,8 +193,8 @@ def test_unknown_keyword_names_operator_and_argument():
 
 
 def test_unknown_dag_argument_and_positional_operator_args():
-    with pytest.raises(TypeError, match="concurrency"):
-        DAG("x", concurrency=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no_such_argument"):
+        DAG("x", no_such_argument=3)
     with pytest.raises(TypeError, match="pass arguments by keyword"):
         EmptyOperator("t")  # type: ignore[misc]
 

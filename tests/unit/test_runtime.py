@@ -118,7 +118,7 @@ def spec(dag_file: str, task_id: str, *, dag_id: str = "rt", xcoms=None, conf=No
 def test_python_operator_with_templated_args(dag_file):
     result = run_task(spec(dag_file, "plain"))
     assert result == {"ok": True, "error": None, "xcom": {"return_value": "5+20240601@2024-06-01"},
-                      "branch": None, "skip_downstream": False}
+                      "branch": None, "skip_downstream": False, "outcome": None}
 
 
 def test_context_injection_by_kwargs_and_by_name(dag_file):
@@ -164,7 +164,7 @@ def test_xcom_that_is_not_json_or_too_big_fails_clearly(dag_file):
     assert result["error"] == (f"XComError: task 'push_bad': XCom 'when' is not JSON-serialisable "
                                f"(Object of type object is not JSON serializable) (at rt_dag.py:{line})")
     assert run_task(spec(dag_file, "quiet")) == {"ok": True, "error": None, "xcom": None, "branch": None,
-                                                 "skip_downstream": False}
+                                                 "skip_downstream": False, "outcome": None}
 
 
 def test_template_error_in_python_task(dag_file):

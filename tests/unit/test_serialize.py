@@ -24,7 +24,8 @@ DAG_KEYS = [
     "dag_id", "fileloc", "schedule", "schedule_interval_seconds", "timezone", "start_date", "end_date",
     "catchup", "is_paused_upon_creation", "tags", "owner", "description", "doc_md", "params",
     "max_active_runs", "max_active_tasks", "dagrun_timeout", "has_on_success_callback",
-    "has_on_failure_callback", "tasks",
+    "has_on_failure_callback", "tasks", "params_schema", "display_name", "edge_labels", "warnings",
+    "create_cron_data_intervals",
 ]
 TASK_KEYS = [
     "task_id", "operator", "kind", "upstream", "downstream", "trigger_rule", "retries", "retry_delay",
@@ -32,7 +33,7 @@ TASK_KEYS = [
     "depends_on_past", "priority_weight", "owner", "do_xcom_push", "is_branch", "is_short_circuit", "bash_command", "env",
     "append_env", "cwd", "callable", "has_on_success_callback", "has_on_failure_callback",
     "has_on_retry_callback", "email", "email_on_failure", "email_on_retry", "notify_on_failure",
-    "notify_on_retry", "notify_on_success", "doc", "extra",
+    "notify_on_retry", "notify_on_success", "doc", "extra", "display_name",
 ]
 
 

@@ -1,0 +1,73 @@
+#
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""
+### ShortCircuitOperator
+
+This example demonstrates how to use the ShortCircuitOperator to continue a workflow only when a condition
+is truthy. It also shows how `ignore_downstream_trigger_rules=False` lets later downstream tasks respect
+their trigger rules after the direct downstream tasks are skipped.
+"""
+
+from __future__ import annotations
+
+import pendulum
+
+from airflow.providers.common.compat.sdk import TriggerRule
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import ShortCircuitOperator
+from airflow.sdk import DAG, chain
+
+with DAG(
+    dag_id="example_short_circuit_operator",
+    schedule=None,
+    start_date=pendulum.datetime(2021, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["example"],
+    doc_md=__doc__,
+) as dag:
+    # [START howto_operator_short_circuit]
+    cond_true = ShortCircuitOperator(
+        task_id="condition_is_True",
+        python_callable=lambda: True,
+    )
+
+    cond_false = ShortCircuitOperator(
+        task_id="condition_is_False",
+        python_callable=lambda: False,
+    )
+
+    ds_true = [EmptyOperator(task_id=f"true_{i}") for i in [1, 2]]
+    ds_false = [EmptyOperator(task_id=f"false_{i}") for i in [1, 2]]
+
+    chain(cond_true, *ds_true)
+    chain(cond_false, *ds_false)
+    # [END howto_operator_short_circuit]
+
+    # [START howto_operator_short_circuit_trigger_rules]
+    [task_1, task_2, task_3, task_4, task_5, task_6] = [
+        EmptyOperator(task_id=f"task_{i}") for i in range(1, 7)
+    ]
+
+    task_7 = EmptyOperator(task_id="task_7", trigger_rule=TriggerRule.ALL_DONE)
+
+    short_circuit = ShortCircuitOperator(
+        task_id="short_circuit", ignore_downstream_trigger_rules=False, python_callable=lambda: False
+    )
+
+    chain(task_1, [task_2, short_circuit], [task_3, task_4], [task_5, task_6], task_7)
+    # [END howto_operator_short_circuit_trigger_rules]
