@@ -262,6 +262,7 @@ def test_t_on_the_dag_list_opens_the_dag_view_on_the_new_run(flowd: Flowd):
         await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view")
         screen = view(app)
         assert screen.dag_id == "example_xcom"
+        await until(pilot, lambda: bool(screen.query(RunGrid)), "the grid mounted")  # pushed is not composed
         grid = screen.query_one(RunGrid)
         runs = call(flowd, "runs.list", dag_id="example_xcom")["runs"]
         assert len(runs) == 1
