@@ -58,11 +58,20 @@ class FlowTUI(App):
         self._link = f"connecting to {client.path}…"
         self._warnings = list(warnings)
         self.last_dag_id: str | None = None
+        self.crash: str | None = None
+        """One line naming the unhandled exception that ended the console, if one did."""
         if keymap:
             self.set_keymap(keymap)
         if theme:
             self.theme = theme
         self._subtitle()
+
+    def _fatal_error(self) -> None:
+        """Textual's hook for an unhandled exception (it would print a screenful of traceback with
+        locals, which may hold untrusted text, and leave the exit status 0 to the caller). Here the
+        traceback goes to a file and `main` prints one line and exits 1."""
+        self.crash = crash_report(sys.exc_info()[1] or self._exception)
+        self.exit(return_code=1)
 
     def on_mount(self) -> None:
         self.client.listeners.append(self)
@@ -205,6 +214,24 @@ class FlowTUI(App):
         self.notify(f"{dag_id} is {word}d", title=word.capitalize())
 
 
+def crash_report(error: BaseException | None) -> str:
+    """Save the traceback where the operator can find it; the one line that says what and where."""
+    import tempfile
+    import traceback
+
+    from flow.textsafe import visible
+
+    what = visible(f"{type(error).__name__}: {error}" if error is not None else "unknown error")
+    text = "".join(traceback.format_exception(error)) if error is not None else what + "\n"
+    try:
+        fd, path = tempfile.mkstemp(prefix="flowtui-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+    except OSError as exc:
+        return f"flowtui: crashed: {what} (traceback not saved: {exc})"
+    return f"flowtui: crashed: {what} (traceback in {path})"
+
+
 def make_app(socket_path: str, *, config_file: str | None = None, theme: str | None = None,
              env: dict[str, str] | None = None) -> FlowTUI:
     """The console for `socket_path`, with the keys of `[tui.keys]` and the theme applied."""
@@ -238,4 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     except ClientError as exc:
         print(f"flowtui: {exc}", file=sys.stderr)
         sys.exit(1)
-    make_app(path, config_file=args.config, theme=args.theme).run()
+    app = make_app(path, config_file=args.config, theme=args.theme)
+    app.run()
+    if app.crash:
+        sys.stderr.write(app.crash + "\n")
+        sys.stderr.flush()
+    sys.exit(app.return_code or (1 if app.crash else 0))

@@ -353,3 +353,22 @@ def test_task_detail_shows_every_try_its_rendered_command_xcom_and_resources_onl
         await pilot.press("escape")
         assert app.screen is screen
     run_app(flowd, body)
+
+
+def test_a_run_triggered_while_the_grid_is_shown_gets_its_final_header_on_screen(flowd: Flowd):
+    """The grid once kept the screen's own run dict, so set_run compared a dict with itself and
+    never repainted the header: `▶ M …` stayed on screen after the run had succeeded."""
+    from tests.tui.test_console_views import screen_text
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        screen = await open_view(pilot, app, "example_xcom")
+        grid = screen.query_one(RunGrid)
+        run_id = call(flowd, "dags.trigger", dag_id="example_xcom")["run"]["run_id"]
+        await until(pilot, lambda: run_id in grid.runs, "the pushed run's column")
+        await until(pilot, lambda: call(flowd, "runs.get", dag_id="example_xcom", run_id=run_id)["run"]["state"]
+                    == "success", "the run to succeed")
+        await until(pilot, lambda: "✔ M" in screen_text(app), "the final header on screen")
+        assert "▶ M" not in screen_text(app) and "◌ M" not in screen_text(app)
+    run_app(flowd, body, size=(80, 24))
