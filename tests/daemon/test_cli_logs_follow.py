@@ -1,0 +1,67 @@
+"""`flow logs --follow` on a task that has not started, and across a retry; `flow` output of
+untrusted text to a terminal (a pty) and to a pipe. The real `flow` script against a real flowd."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flow.daemon.client import Client
+
+from .conftest import FLOW, Flowd, clean_env, make_flowd, running
+from .test_cli_remote import add_dag, cli_json
+
+# `first` holds `late` back until the flag exists; `late` fails its first try and succeeds on the retry.
+LATE_AND_FLAKY = """
+from flow import DAG
+from flow.operators import BashOperator
+with DAG("{name}", schedule=None):
+    first = BashOperator(task_id="first", bash_command="while [ ! -e {flag} ]; do sleep 0.02; done")
+    late = BashOperator(task_id="late", retries=1, retry_delay=0.2,
+                        bash_command="if [ -e {marker} ]; then echo second-try; else touch {marker}; echo first-try; exit 3; fi")
+    first >> late
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flowd]:
+    f = make_flowd(tmp_path_factory.mktemp("flowd"))
+    with running(f):
+        yield f
+
+
+def test_logs_follow_waits_for_a_task_that_has_not_started_and_follows_its_retry(daemon: Flowd, tmp_path: Path):
+    flag, marker = tmp_path / "go", tmp_path / "marker"
+    add_dag(daemon, LATE_AND_FLAKY, "late_flaky", flag=str(flag), marker=str(marker))
+    cli_json(daemon, "dags", "trigger", "late_flaky")
+    cmd = [FLOW, "--socket", daemon.socket_path, "logs", "late_flaky", "late", "--follow"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=clean_env(daemon.home)) as proc:
+        assert "has not started yet" in proc.stderr.readline()
+        assert proc.poll() is None  # it waits instead of exiting 1
+        flag.touch()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "first-try" in out and "second-try" in out and out.index("first-try") < out.index("second-try")
+    assert "--- try 2 of late" in err
+
+
+def test_logs_follow_with_a_try_number_stays_on_that_try(daemon: Flowd, tmp_path: Path):
+    flag, marker = tmp_path / "go", tmp_path / "marker"
+    flag.touch()
+    add_dag(daemon, LATE_AND_FLAKY, "late_flaky_pinned", flag=str(flag), marker=str(marker))
+    with Client.connect(daemon.socket_path) as client:
+        client.call("subscribe", topics=["run"])
+        run_id = cli_json(daemon, "dags", "trigger", "late_flaky_pinned")["run"]["run_id"]
+        deadline = time.monotonic() + 60
+        for event in client.events(timeout=60):
+            if event["data"].get("run_id") == run_id and event["data"].get("state") == "success":
+                break
+            assert time.monotonic() < deadline
+    res = daemon.cli("logs", "late_flaky_pinned", "late", "--try", "1", "--follow")
+    assert res.returncode == 0, res.stderr
+    assert "first-try" in res.stdout and "second-try" not in res.stdout
