@@ -131,11 +131,12 @@ def test_a_thousand_dags_are_all_reachable_and_the_dag_id_stays_on_screen_when_s
 
             assert grid.virtual_size.width > grid.scrollable_content_region.width, "wider than 80 columns"
             for _ in range(200):
-                if grid.scroll_offset.x >= grid.max_scroll_x:
-                    break
+                before = grid.scroll_offset.x
                 await pilot.press("right")
-            await pilot.pause()
-            assert grid.scroll_offset.x == grid.max_scroll_x > 0
+                await pilot.pause()
+                if grid.scroll_offset.x == before:
+                    break
+            assert grid.scroll_offset.x > 0
             line = grid.render_line(bottom).text
             recent = str(grid.get_cell("dag_0999", "recent"))
             assert "dag_0999" in line and line.rstrip().endswith(recent), line  # the id stays, the last column came in
@@ -144,6 +145,42 @@ def test_a_thousand_dags_are_all_reachable_and_the_dag_id_stays_on_screen_when_s
             await pilot.press("ctrl+home")
             await pilot.pause()
             assert grid.selected_dag == "dag_0000" and "dag_0000" in grid.render_line(1).text
+    asyncio.run(main())
+
+
+def test_sideways_scrolling_moves_whole_columns_so_no_piece_of_one_shows_beside_the_dag_column():
+    """Scrolling by 8 cells once showed `example_ssh      , ssh` (the tail of a tags cell) and a
+    header `le` over cells ` only`: the first column beside the fixed ones must always be whole."""
+    from flow.tui.widgets.dag_table import COLUMNS, FIXED
+
+    labels = [label for _, label in COLUMNS[FIXED:]]
+
+    async def main() -> None:
+        app = TableApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            grid = app.query_one(DagTable)
+            grid.focus()
+            dags = summaries(5)
+            dags[1]["tags"] = ["example", "ssh"]
+            grid.show(dags, NOW)
+            await pilot.pause()
+            fixed = grid._fixed_width(grid.scrollable_content_region.width)
+            assert fixed > 0
+            seen = []
+            for _ in range(len(labels) + 2):
+                header = grid.render_line(0).text
+                scrolled = header[fixed:]
+                assert scrolled.startswith(" ") and any(scrolled[1:].startswith(label) for label in labels), header
+                seen.append(scrolled.split("  ")[0].strip())
+                for y in range(1, 6):
+                    line = grid.render_line(y).text[fixed:]
+                    assert not line.startswith(" , ") and not line.startswith(","), line
+                await pilot.press("right")
+                await pilot.pause()
+            assert len(set(seen)) > 2, seen  # it did scroll, column by column
+            await pilot.press(*["left"] * (len(labels) + 2))
+            await pilot.pause()
+            assert grid.scroll_offset.x == 0
     asyncio.run(main())
 
 
