@@ -372,3 +372,27 @@ def test_a_run_triggered_while_the_grid_is_shown_gets_its_final_header_on_screen
         await until(pilot, lambda: "✔ M" in screen_text(app), "the final header on screen")
         assert "▶ M" not in screen_text(app) and "◌ M" not in screen_text(app)
     run_app(flowd, body, size=(80, 24))
+
+
+def test_clear_and_mark_dialogs_show_each_option_by_glyph_not_only_colour(flowd: Flowd):
+    """Every checkbox read `▐X▌` on or off and both radio buttons `▐●▌`: under NO_COLOR nothing told them apart."""
+    from tests.tui.test_console_views import screen_text
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await open_view(pilot, app, "example_xcom")
+        await finished_run(pilot, app, flowd, "example_xcom")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ClearDialog) and "[ ] downstream (d)" in screen_text(app),
+                    "the clear dialog's boxes")
+        assert "[ ] upstream (u)" in screen_text(app) and "▐X▌" not in screen_text(app)
+        await pilot.press("d")
+        await until(pilot, lambda: "[x] downstream (d)" in screen_text(app), "the ticked box")
+        await pilot.press("escape", "m")
+        await until(pilot, lambda: "(•) ✔ success (s)" in screen_text(app), "the mark dialog's radio buttons")
+        assert "( ) ✘ failed (x)" in screen_text(app) and "▐●▌" not in screen_text(app)
+        await pilot.press("x")
+        await until(pilot, lambda: "(•) ✘ failed (x)" in screen_text(app) and "( ) ✔ success (s)" in screen_text(app),
+                    "the other radio button chosen")
+    run_app(flowd, body, size=(80, 24))
