@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from flow.tui import config, termout
+from flow.tui import config, inputkeys, termout
 from flow.tui.client import ClientError, FlowClient, open_connection, resolve_socket
 from flow.tui.commands import VIEWS
 from flow.tui.screens.dag_list import DagListScreen
@@ -55,6 +55,7 @@ class FlowTUI(App):
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"
         termout.install()  # a changed cell sends the terminal that cell, not its line up to it
+        inputkeys.install()  # backspace typed in a burst runs in order with the characters around it
         self._link = f"connecting to {client.path}…"
         self._warnings = list(warnings)
         self.last_dag_id: str | None = None

@@ -266,3 +266,33 @@ def test_ansi16_theme_uses_the_terminals_colours_and_keeps_the_glyphs(flowd: Flo
         await until(pilot, lambda: isinstance(app.screen, LogScreen) and "✔ success" in screen_text(app),
                     "the log header's state glyph")
     run_app(flowd, body, size=SMALL, theme="ansi16")
+
+
+def test_keys_typed_in_one_burst_edit_the_palette_and_the_filter_in_order(flowd: Flowd):
+    """`trigger`, seven backspaces and `stat` arriving together gave `trig`: Textual ran the
+    backspaces only after the characters behind them had been inserted."""
+    from textual import events
+    from textual.widgets import Input
+
+    copy_example(flowd, "example_xcom")
+
+    def burst(app: FlowTUI, keys: list[str]) -> None:
+        for key in keys:  # as the driver posts them from one read of the terminal: no pause between
+            app.post_message(events.Key(key, key if len(key) == 1 else ("\x7f" if key == "backspace" else None)))
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in screen_text(app), "the DAG list")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        burst(app, [*"trigger", *["backspace"] * 7, *"stat"])
+        await pilot.pause(0.5)
+        await until(pilot, lambda: app.screen.query_one(Input).value == "stat",
+                    f"'stat' in the palette (it has {app.screen.query_one(Input).value!r})", timeout=5)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DagListScreen), "the DAG list again")
+        await pilot.press("slash")
+        await until(pilot, lambda: app.focused is app.screen.query_one("#filter", Input), "the filter box")
+        burst(app, [*"xoz", "backspace", "m", "left", "left", "c"])
+        await until(pilot, lambda: app.screen.query_one("#filter", Input).value == "xcom",
+                    f"'xcom' in the filter (it has {app.screen.query_one('#filter', Input).value!r})", timeout=5)
+    run_app(flowd, body, size=SMALL)
