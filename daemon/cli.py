@@ -112,8 +112,17 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def for_terminal(text: str, keep: str = "") -> str:
+    """Text from DAG files, tasks or other users, as a human may see it: on a terminal its control
+    characters are drawn (`^[`), never obeyed (an OSC 2 in a DAG's owner retitled the terminal);
+    a pipe or file gets it unchanged."""
+    from flow.textsafe import visible
+
+    return visible(text, keep) if sys.stdout.isatty() else text
+
+
 def print_table(rows: list[list[Any]], header: list[str]) -> None:
-    cells = [header] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [header] + [[for_terminal("" if c is None else str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for n, r in enumerate(cells):
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -216,7 +225,7 @@ def dags_import_errors(obj: Ctx, as_json: bool) -> None:
     if not errors:
         click.echo("no import errors")
     for e in errors:
-        click.echo(f"{e['message']}")
+        click.echo(for_terminal(f"{e['message']}", keep="\n\t"))
     if errors:
         sys.exit(EXIT_FAILED)
 

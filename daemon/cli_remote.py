@@ -24,6 +24,7 @@ from .cli import (
     cli,
     dags,
     emit_json,
+    for_terminal,
     parse_date,
     parse_json_option,
     print_table,
@@ -367,13 +368,15 @@ def logs(obj: Ctx, dag_id: str, task_id: str, run_id: str | None, try_number: in
                                   "offset": -tail if tail else 0}
         if try_number is not None:
             params["try_number"] = try_number
+        # To a terminal a task's escape sequences are drawn, not obeyed; to a pipe or file, the bytes as written.
+        write = (lambda text: click.echo(for_terminal(text, keep="\n\t"), nl=False)) if sys.stdout.isatty() else None
         if follow:
             try:
-                follow_log(client, params, as_json=as_json)
+                follow_log(client, params, as_json=as_json, write=write)
             except KeyboardInterrupt:
                 sys.exit(130)
             return
-        read_log(client, params, as_json=as_json)
+        read_log(client, params, as_json=as_json, write=write)
 
 
 @cli.command("audit")

@@ -268,8 +268,10 @@ def _next_try(client: Client, ident: dict[str, Any], after: int, say: Callable[[
                 break
 
 
-def read_log(client: Client, params: dict[str, Any], *, as_json: bool = False) -> None:
+def read_log(client: Client, params: dict[str, Any], *, as_json: bool = False,
+             write: Callable[[str], None] | None = None) -> None:
     """Print a try's log from `params["offset"]` to its current end, in chunks."""
+    out = write or (lambda text: click.echo(text, nl=False))
     chunks: list[str] = []
     first: dict[str, Any] = {}
     offset = params["offset"]
@@ -278,7 +280,7 @@ def read_log(client: Client, params: dict[str, Any], *, as_json: bool = False) -
         first = first or got
         chunks.append(str(got.get("data") or ""))
         if not as_json and chunks[-1]:
-            click.echo(chunks[-1], nl=False)
+            out(chunks[-1])
         offset = int(got.get("next_offset", 0))
         if not chunks[-1] or offset >= int(got.get("size", 0)):
             break

@@ -65,3 +65,62 @@ def test_logs_follow_with_a_try_number_stays_on_that_try(daemon: Flowd, tmp_path
     res = daemon.cli("logs", "late_flaky_pinned", "late", "--try", "1", "--follow")
     assert res.returncode == 0, res.stderr
     assert "first-try" in res.stdout and "second-try" not in res.stdout
+
+
+HOSTILE = """
+from flow import DAG
+from flow.operators import BashOperator
+with DAG("{name}", schedule=None, default_args={{"owner": "ops\\x1b]2;PWNED\\x07"}}, tags=["t\\x1b[31mred"]):
+    BashOperator(task_id="say", bash_command="printf 'x\\\\033]2;PWNED\\\\007y\\\\n'")
+"""
+
+
+def in_a_pty(daemon: Flowd, *args: str) -> str:
+    """What `flow ARGS` writes when its stdout is a terminal."""
+    import os
+    import pty
+    import select
+
+    main, sub = pty.openpty()
+    cmd = [FLOW, "--socket", daemon.socket_path, "--dags-folder", daemon.dags_folder, "--db", daemon.db_url,
+           "--log-folder", daemon.log_folder, *args]
+    with subprocess.Popen(cmd, stdout=sub, stderr=subprocess.PIPE, env=clean_env(daemon.home)) as proc:
+        os.close(sub)
+        out = b""
+        while True:
+            ready, _, _ = select.select([main], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the other side closed: the command is done
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=30)
+    os.close(main)
+    return out.decode()
+
+
+def test_untrusted_text_is_drawn_on_a_terminal_and_byte_exact_in_a_pipe(daemon: Flowd):
+    add_dag(daemon, HOSTILE, "hostile")
+    with Client.connect(daemon.socket_path) as client:
+        client.call("subscribe", topics=["run"])
+        run_id = cli_json(daemon, "dags", "trigger", "hostile")["run"]["run_id"]
+        for event in client.events(timeout=60):
+            if event["data"].get("run_id") == run_id and event["data"].get("state") in ("success", "failed"):
+                break
+    listed = in_a_pty(daemon, "dags", "list")
+    assert "ops^[]2;PWNED^G" in listed and "t^[[31mred" in listed and "\x1b]2;" not in listed
+    logged = in_a_pty(daemon, "logs", "hostile", "say")
+    assert "x^[]2;PWNED^Gy" in logged and "\x1b]2;" not in logged
+    piped = daemon.cli("logs", "hostile", "say")
+    assert piped.returncode == 0 and "x\x1b]2;PWNED\x07y\n" in piped.stdout  # a pipe gets the bytes as written
+    assert "ops\x1b]2;PWNED\x07" in daemon.cli("dags", "list").stdout
+    daemon.add_dag("broken_title.py", "import os\nraise RuntimeError('bad \\x1b]2;PWNED\\x07 file')\n")
+    deadline = time.monotonic() + 30
+    while "PWNED" not in (errors := in_a_pty(daemon, "dags", "list-import-errors")):
+        assert time.monotonic() < deadline, errors
+        time.sleep(0.2)
+    assert "bad ^[]2;PWNED^G file" in errors and "\x1b]2;" not in errors

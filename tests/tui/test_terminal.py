@@ -10,6 +10,17 @@ from pathlib import Path
 from tests.daemon.conftest import BIN
 from tests.tui.test_tmux import Tmux, start_flowd, terminal_env
 
+HOSTILE_OWNER = """
+    import pendulum
+    from flow import DAG
+    from flow.operators import BashOperator
+
+    with DAG(dag_id="hostile", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+             default_args={"owner": "ops\\x1b]2;PWNED\\x07"}, tags=["t\\x1b[31mred"],
+             description="d\\x1b]2;PWNED\\x07") as dag:
+        BashOperator(task_id="only", bash_command="printf 'x\\\\033]2;PWNED\\\\007y\\\\n'")
+"""
+
 
 def test_no_color_flowtui_opens_a_dag_at_80x24_and_keeps_running(tmp_path: Path, tmux: Tmux):
     flowd = start_flowd(tmp_path)
@@ -61,3 +72,25 @@ def test_a_crashing_console_exits_non_zero_with_one_line(tmp_path: Path, tmux: T
     finally:
         flowd.cleanup()
 
+
+def test_an_osc_title_in_a_dags_owner_does_not_reach_the_terminal(tmp_path: Path, tmux: Tmux):
+    flowd = start_flowd(tmp_path)
+    try:
+        flowd.add_dag("hostile.py", HOSTILE_OWNER)
+        tmux.start([str(BIN / "flowtui"), "--socket", flowd.socket_path], terminal_env(flowd), size=(120, 30))
+        tmux.wait_for("hostile")
+        tmux.send("/")
+        tmux.wait_for("filter by DAG id")
+        tmux.send("hostile", "Enter")
+        screen = tmux.wait_for("ops^[]2;PWNED^G")
+        assert "PWNED" not in tmux.tmux("display-message", "-p", "#{pane_title}").stdout
+        assert "t^[[31mred" in screen
+        tmux.send("t")  # its log line carries the same sequence; open it from the grid
+        tmux.wait_for("✔ M")
+        tmux.send("l")
+        tmux.wait_for("x^[]2;PWNED^Gy")
+        assert "PWNED" not in tmux.tmux("display-message", "-p", "#{pane_title}").stdout
+        tmux.send("q")
+        assert tmux.exited()
+    finally:
+        flowd.cleanup()

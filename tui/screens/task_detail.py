@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Sparkline, Static
 from textual.widgets.data_table import RowDoesNotExist
 
+from flow.textsafe import visible
 from flow.tui.client import ClientError, RemoteError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.listening import Listening
@@ -104,7 +105,7 @@ def command_text(text: Text, task: dict[str, Any], attempt: dict[str, Any] | Non
     else:
         return
     shown, hidden = screenful(body.rstrip(), COMMAND_LINES)
-    text.append(shown + "\n", style="cyan")
+    text.append(visible(shown, keep="\n\t") + "\n", style="cyan")
     _more(text, hidden, where)
     if isinstance(rendered, str) and tried.get("rendered_cwd"):
         text.append(f"in {tried['rendered_cwd']}\n", style="dim")
@@ -123,9 +124,9 @@ def definition_text(task: dict[str, Any] | None, ti: dict[str, Any], attempt: di
         command_text(text, task, attempt, where)
     elif task.get("callable"):
         text.append("callable: ", style="dim")
-        text.append(f"{task['callable']}\n", style="cyan")
+        text.append(f"{visible(str(task['callable']))}\n", style="cyan")
     if ti.get("wait_reason"):
-        text.append(f"waiting: {ti['wait_reason']}\n", style="yellow")
+        text.append(f"waiting: {visible(str(ti['wait_reason']))}\n", style="yellow")
     if ti.get("next_retry_at"):
         text.append(f"next retry: {clock(ti['next_retry_at'])}\n")
     text.rstrip()
@@ -160,7 +161,7 @@ def xcom_text(reply: dict[str, Any] | None, problem: str = "", where: str = "`fl
             lines.append(f"{key} = (cut by flowd: {size(info.get('bytes'))} as JSON; its start:)")
             lines.append("  " + str(info.get("head") or "") + "…")
     shown, hidden = screenful("\n".join(lines), XCOM_LINES)
-    text.append("\n" + shown, style="cyan")
+    text.append("\n" + visible(shown, keep="\n"), style="cyan")  # a task's values: never raw to the terminal
     if hidden:
         text.append("\n")
         _more(text, hidden, where)
@@ -284,7 +285,7 @@ class TaskDetailScreen(Listening, ShownGate, ActionsMixin, Screen):
                      "duration": duration(attempt.get("duration")),
                      "exit": "—" if attempt.get("exit_code") is None else str(attempt["exit_code"]),
                      "host": str(attempt.get("hostname") or "—"), "pid": str(attempt.get("pid") or "—"),
-                     "error": str(attempt.get("error") or "")[:120]}
+                     "error": Text(visible(str(attempt.get("error") or "")[:120]))}
             try:
                 table.get_row_index(key)
             except RowDoesNotExist:

@@ -14,6 +14,7 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from flow.states import GLYPHS
+from flow.textsafe import visible
 from flow.tui.timefmt import clock, relative
 from flow.tui.timefmt import parse as _parse
 from flow.tui.widgets.heat import compact_bytes
@@ -80,10 +81,10 @@ def row_cells(dag: Mapping[str, Any], now: datetime, utc: bool = False) -> dict[
         paused = Text("✕ gone", style="dim")
     return {
         "paused": paused,
-        "dag_id": str(dag.get("dag_id", "")),
-        "tags": ", ".join(str(t) for t in dag.get("tags") or []),
-        "owner": str(dag.get("owner") or ""),
-        "schedule": schedule_cell(dag),
+        "dag_id": visible(str(dag.get("dag_id", ""))),
+        "tags": visible(", ".join(str(t) for t in dag.get("tags") or [])),  # DAG authors' text: never raw
+        "owner": visible(str(dag.get("owner") or "")),
+        "schedule": visible(schedule_cell(dag)),
         "last_run": last_run_text(dag.get("last_run"), now),
         "peak": Text(compact_bytes(dag.get("last_run_peak_rss")), justify="right"),
         "next_run": next_run_text(dag.get("next_run"), utc=utc),
