@@ -19,6 +19,7 @@ from flow.tui.client import FlowClient, resolve_socket
 from flow.tui.screens.dag_list import DagListScreen, matches
 from flow.tui.widgets.dag_table import DagTable, relative
 from tests.daemon.conftest import BIN, Flowd, clean_env
+from tests.tui.partb import call
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (120, 40)
@@ -256,3 +257,49 @@ def test_filter_and_relative_time_helpers():
     now = datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert [relative(now - timedelta(seconds=s), now) for s in (5, 90, 7200, 200000, -3)] == \
         ["5s ago", "1m ago", "2h ago", "2d ago", "just now"]
+
+
+SLEEPS = """
+    import pendulum
+    from flow import DAG
+    from flow.operators import BashOperator
+
+    with DAG(dag_id="sleeps", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+        BashOperator(task_id="nap", bash_command="sleep 60")
+"""
+
+
+def test_at_80_columns_failing_running_and_import_broken_dags_show_without_a_key(flowd: Flowd):
+    """The first screen answers "what is broken?": at 80x24 the last run's state and a mark per row
+    are on screen, not seven → away; a DAG whose file now fails to import is marked ⚠."""
+    from tests.tui.test_console_views import screen_text
+
+    flowd.add_dag("always_fails.py", FAILING)
+    flowd.add_dag("sleeps.py", SLEEPS)
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: {"always_fails", "sleeps", "example_xcom"} <= set(rows(app)), "the rows")
+        call(flowd, "dags.trigger", dag_id="always_fails")
+        call(flowd, "dags.trigger", dag_id="sleeps")
+        await until(pilot, lambda: "✘ failed" in str(cell(app, "always_fails", "last_run")), "the failed run")
+        await until(pilot, lambda: "▶ running" in str(cell(app, "sleeps", "last_run")), "the running run")
+        Path(flowd.dags_folder, "example_xcom.py").write_text("import no_such_module_here\n")
+        await until(pilot, lambda: "⚠" in str(cell(app, "example_xcom", "mark")), "example_xcom's ⚠ mark")
+        grid = table(app)
+        assert grid.scroll_offset.x == 0 and grid.size.width == 80
+        shown = [grid.render_line(y).text for y in range(1, 1 + grid.row_count)]  # the strips on screen
+        lines = {d: next((line for line in shown if f" {d} " in line), "") for d in ("always_fails", "sleeps", "example_xcom")}
+        assert "✘" in lines["always_fails"].split("always_fails")[0] and "✘ failed" in lines["always_fails"]
+        assert "▶ running" in lines["sleeps"]
+        assert "⚠" in lines["example_xcom"].split("example_xcom")[0]
+        assert "failed to import" in screen_text(app)
+    run_app_small(flowd, body)
+
+
+def run_app_small(flowd: Flowd, body: Callable[[FlowTUI, Pilot], Awaitable[None]]) -> None:
+    async def main() -> None:
+        app = make_app(flowd.socket_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await body(app, pilot)
+    asyncio.run(main())

@@ -67,6 +67,8 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
         self._wake = asyncio.Event()
         self._filter_timer: Timer | None = None
         self._stale_times = False
+        self.broken: set[str] = set()
+        """Files with an import error: a DAG defined in one is marked ⚠ (its old definition still runs)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -118,13 +120,16 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
             try:
                 if full or len(dirty) > CATCH_UP:
                     listing = await client.call("dags.list")
-                    self.dags = {d["dag_id"]: d for d in listing.get("dags", [])}
-                    self._set_import_errors(int(listing.get("import_errors") or 0))
+                    count = int(listing.get("import_errors") or 0)
+                    errors = (await client.call("import_errors.list")).get("import_errors") if count else []
+                    self.broken = {str(e.get("filename")) for e in errors or [] if isinstance(e, dict)}
+                    self.dags = {d["dag_id"]: self._marked(d) for d in listing.get("dags", [])}
+                    self._set_import_errors(count)
                     self._render_rows()
                     continue
                 for dag_id in sorted(dirty):
                     reply = await client.call("dags.get", dag_id=dag_id)
-                    dag = reply["dag"]
+                    dag = self._marked(reply["dag"])
                     dag.pop("serialized", None)
                     known = dag_id in self.dags
                     self.dags[dag_id] = dag
@@ -135,6 +140,10 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
                 if client.connected:  # otherwise flow_connected wakes us when flowd is back
                     self._wake.set()
                     await asyncio.sleep(0.5)
+
+    def _marked(self, dag: dict[str, Any]) -> dict[str, Any]:
+        dag["import_error"] = str(dag.get("fileloc")) in self.broken
+        return dag
 
     def _tick(self) -> None:
         """Every 30 s the relative times ('3m ago') move on; a covered list catches up when shown."""
