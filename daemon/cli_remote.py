@@ -32,7 +32,7 @@ from .cli import (
 )
 from .cli_ops import ops_status_rows
 from .cli_run import tasks
-from .client import Client, ClientError
+from .client import Client, ClientError, RemoteError
 from .follow import RunFollower, follow_log, read_log
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -140,6 +140,8 @@ def dags_trigger(obj: Ctx, dag_id: str, conf: str | None, date: str | None, foll
     with remote(obj, timeout=30.0) as client:
         if follow:
             client.call("subscribe", topics=["ti", "run"])
+        if not as_json:
+            _warn_if_paused(client, dag_id)  # before the run is queued, so the operator knows it will wait
         run = client.call("dags.trigger", **params)["run"]
         if as_json:
             click.echo(json.dumps({"run": run}, default=str, indent=None if follow else 2))
@@ -147,8 +149,6 @@ def dags_trigger(obj: Ctx, dag_id: str, conf: str | None, date: str | None, foll
             click.echo(run["run_id"])
         if not follow:
             return
-        if not as_json:
-            _warn_if_paused(client, dag_id)
         try:
             final = RunFollower(client, dag_id, run["run_id"], as_json=as_json).follow()
         except KeyboardInterrupt:
@@ -159,9 +159,12 @@ def dags_trigger(obj: Ctx, dag_id: str, conf: str | None, date: str | None, foll
 
 
 def _warn_if_paused(client: Client, dag_id: str) -> None:
-    dag = client.call("dags.get", dag_id=dag_id).get("dag") or {}
+    try:
+        dag = client.call("dags.get", dag_id=dag_id).get("dag") or {}
+    except RemoteError:  # an unknown DAG: the trigger itself says so
+        return
     if dag.get("is_paused"):
-        click.echo(f"flow: DAG {dag_id!r} is paused: the run starts once it is unpaused "
+        click.echo(f"flow: DAG {dag_id!r} is paused: the run is queued and waits until it is unpaused "
                    f"(flow dags unpause {dag_id})", err=True)
 
 

@@ -124,3 +124,12 @@ def test_untrusted_text_is_drawn_on_a_terminal_and_byte_exact_in_a_pipe(daemon: 
         assert time.monotonic() < deadline, errors
         time.sleep(0.2)
     assert "bad ^[]2;PWNED^G file" in errors and "\x1b]2;" not in errors
+
+
+def test_triggering_a_paused_dag_warns_on_stderr(daemon: Flowd, tmp_path: Path):
+    flag, marker = tmp_path / "go", tmp_path / "marker"
+    add_dag(daemon, LATE_AND_FLAKY, "paused_one", flag=str(flag), marker=str(marker))
+    assert daemon.cli("dags", "pause", "paused_one").returncode == 0
+    res = daemon.cli("dags", "trigger", "paused_one")
+    assert res.returncode == 0 and res.stdout.startswith("manual__")
+    assert "is paused: the run is queued and waits until it is unpaused" in res.stderr

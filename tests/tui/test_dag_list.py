@@ -303,3 +303,29 @@ def run_app_small(flowd: Flowd, body: Callable[[FlowTUI, Pilot], Awaitable[None]
         async with app.run_test(size=(80, 24)) as pilot:
             await body(app, pilot)
     asyncio.run(main())
+
+
+def test_t_on_a_paused_dag_says_the_run_would_wait_before_queuing_it_and_u_unpauses(flowd: Flowd):
+    from flow.tui.dialogs.paused import PausedTriggerDialog
+    from flow.tui.screens.dag_view import DagViewScreen
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in rows(app), "the row")
+        await asyncio.to_thread(call, flowd, "dags.pause", dag_id="example_xcom", paused=True)
+        await until(pilot, lambda: "⏸" in str(cell(app, "example_xcom", "mark")), "the paused mark")
+        await select(pilot, app, "example_xcom")
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, PausedTriggerDialog), "the paused warning")
+        assert call(flowd, "runs.list", dag_id="example_xcom")["runs"] == []  # nothing queued yet
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DagListScreen), "the list again")
+        assert call(flowd, "runs.list", dag_id="example_xcom")["runs"] == []
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, PausedTriggerDialog), "the paused warning again")
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view on the new run")
+        assert not call(flowd, "dags.get", dag_id="example_xcom")["dag"]["is_paused"]
+        assert len(call(flowd, "runs.list", dag_id="example_xcom")["runs"]) == 1
+    run_app(flowd, body)

@@ -186,6 +186,9 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
     def action_target(self) -> tuple[str | None, str | None, str | None]:
         return self.query_one(DagTable).selected_dag, None, None
 
+    def is_paused(self, dag_id: str) -> bool:
+        return bool(self.dags.get(dag_id, {}).get("is_paused"))
+
     def action_open(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag
         if dag_id is not None:

@@ -318,6 +318,9 @@ class DagViewScreen(Listening, ShownGate, ActionsMixin, Screen):
         elif self.follow in self.runs:
             self._select_run(self.follow)
 
+    def is_paused(self, dag_id: str) -> bool:
+        return dag_id == self.dag_id and bool(self.dag.get("is_paused"))
+
     def initial_conf(self, dag_id: str) -> dict[str, Any]:
         params = (self.dag.get("serialized") or {}).get("params")
         return dict(params) if isinstance(params, dict) else {}
