@@ -204,23 +204,32 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.argument("dag_id")
+@click.argument("dag_id", required=False)
 @click.option("--limit", "-n", default=25, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--state", type=click.Choice(["queued", "running", "success", "failed"]),
+              help="Only runs in this state (e.g. --state failed).")
 @JSON_OPTION
 @click.pass_obj
-def runs_list(obj: Ctx, dag_id: str, limit: int, as_json: bool) -> None:
-    """The DAG's runs, newest first."""
+def runs_list(obj: Ctx, dag_id: str | None, limit: int, state: str | None, as_json: bool) -> None:
+    """The DAG's runs, newest first; without DAG_ID, the latest runs of every DAG."""
+    params: dict[str, Any] = {"limit": limit}
+    if dag_id is not None:
+        params["dag_id"] = dag_id
+    if state is not None:
+        params["state"] = state
     with remote(obj) as client:
-        found = client.call("runs.list", dag_id=dag_id, limit=limit).get("runs", [])
+        found = client.call("runs.list", **params).get("runs", [])
     if as_json:
         emit_json({"runs": found})
         return
     if not found:
-        click.echo(f"DAG {dag_id!r} has no runs yet")
+        which = f"DAG {dag_id!r} has" if dag_id else "there are"
+        click.echo(f"{which} no {state + ' ' if state else ''}runs yet")
         return
-    print_table([[r.get("run_id"), r.get("run_type"), state_cell(r.get("state")), when(r.get("logical_date")),
-                  when(r.get("start_date")), when(r.get("end_date"))] for r in found],
-                ["RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED", "ENDED"])
+    lead = [] if dag_id else ["DAG"]
+    print_table([[*([] if dag_id else [r.get("dag_id")]), r.get("run_id"), r.get("run_type"), state_cell(r.get("state")),
+                  when(r.get("logical_date")), when(r.get("start_date")), when(r.get("end_date"))] for r in found],
+                [*lead, "RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED", "ENDED"])
 
 
 @runs.command("show")

@@ -23,7 +23,8 @@ from flow.tui.screens.dag_list import DagListScreen
 
 SCREENS_BY_NAME: dict[str, tuple[str, str]] = {"errors": ("import_errors", "ImportErrorsScreen"),
                                                "status": ("status", "StatusScreen"),
-                                               "audit": ("audit", "AuditScreen")}
+                                               "audit": ("audit", "AuditScreen"),
+                                               "failures": ("failures", "FailuresScreen")}
 """The views `:name` opens, imported when first opened: start-up imports only the DAG list."""
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 VIEWS = {
     "dags": "the DAG list (home)",
     "runs": "the selected DAG's runs",
+    "failures": "what failed lately, across every DAG",
     "errors": "DAG files that failed to import",
     "status": "flowd's status",
     "audit": "the audit log: who changed what",

@@ -133,3 +133,23 @@ def test_triggering_a_paused_dag_warns_on_stderr(daemon: Flowd, tmp_path: Path):
     res = daemon.cli("dags", "trigger", "paused_one")
     assert res.returncode == 0 and res.stdout.startswith("manual__")
     assert "is paused: the run is queued and waits until it is unpaused" in res.stderr
+
+
+def test_runs_list_without_a_dag_lists_every_dags_runs_and_state_failed_the_failed_ones(daemon: Flowd, tmp_path: Path):
+    flag, marker = tmp_path / "go", tmp_path / "marker"
+    flag.touch()
+    add_dag(daemon, LATE_AND_FLAKY, "lister", flag=str(flag), marker=str(marker))
+    add_dag(daemon, 'from flow import DAG\nfrom flow.operators import BashOperator\nwith DAG("{name}", schedule=None):\n'
+                    '    BashOperator(task_id="boom", bash_command="echo no; exit 4")\n', "lister_fails")
+    for dag_id in ("lister", "lister_fails"):
+        assert daemon.cli("dags", "trigger", dag_id, "--follow").returncode in (0, 1)
+    every = cli_json(daemon, "runs", "list")["runs"]
+    assert {"lister", "lister_fails"} <= {r["dag_id"] for r in every}
+    failed = cli_json(daemon, "runs", "list", "--state", "failed")["runs"]
+    assert {r["dag_id"] for r in failed} >= {"lister_fails"} and "lister" not in {r["dag_id"] for r in failed}
+    table = daemon.cli("runs", "list", "--state", "failed")
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:2] == ["DAG", "RUN"]
+    with Client.connect(daemon.socket_path) as client:
+        failures = client.call("failures.list")["failures"]
+    mine = [f for f in failures if f["dag_id"] == "lister_fails"]
+    assert mine and mine[0]["task_id"] == "boom" and mine[0]["state"] == "failed"

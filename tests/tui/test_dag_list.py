@@ -329,3 +329,32 @@ def test_t_on_a_paused_dag_says_the_run_would_wait_before_queuing_it_and_u_unpau
         assert not call(flowd, "dags.get", dag_id="example_xcom")["dag"]["is_paused"]
         assert len(call(flowd, "runs.list", dag_id="example_xcom")["runs"]) == 1
     run_app(flowd, body)
+
+
+def test_F_lists_what_failed_across_dags_with_the_error_line_and_enter_opens_the_task(flowd: Flowd):
+    from flow.tui.screens.failures import FailuresScreen
+    from flow.tui.screens.task_detail import TaskDetailScreen
+
+    flowd.add_dag("always_fails.py", FAILING)
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: {"always_fails", "example_xcom"} <= set(rows(app)), "the rows")
+        run_id = call(flowd, "dags.trigger", dag_id="always_fails")["run"]["run_id"]
+        call(flowd, "dags.trigger", dag_id="example_xcom")
+        await until(pilot, lambda: "✘ failed" in str(cell(app, "always_fails", "last_run")), "the failed run")
+        await pilot.press("F")
+        await until(pilot, lambda: isinstance(app.screen, FailuresScreen) and app.screen.failures, "the failures")
+        screen = app.screen
+        assert isinstance(screen, FailuresScreen)
+        assert [(f["dag_id"], f["task_id"], f["run_id"]) for f in screen.failures] == [("always_fails", "boom", run_id)]
+        from flow.tui.screens.failures import error_line
+        assert "always fails" in error_line(screen.failures[0])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), "the task detail")
+        detail = app.screen
+        assert isinstance(detail, TaskDetailScreen)
+        assert (detail.dag_id, detail.run_id, detail.task_id) == ("always_fails", run_id, "boom")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, FailuresScreen), "the failures again")
+    run_app(flowd, body)

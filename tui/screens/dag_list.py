@@ -53,6 +53,7 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
         Binding("f", "only('failed')", "Failing", id="dag_list.failing"),
         Binding("r", "only('running')", "Running", id="dag_list.running"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="dag_list.clear_filter"),
+        Binding("F", "app.jump('failures')", "Failures", id="dag_list.failures"),
         Binding("e", "app.jump('errors')", "Import errors", id="dag_list.import_errors"),
     ]
 
