@@ -200,7 +200,8 @@ def dags_list(obj: Ctx, as_json: bool) -> None:
                   ",".join(r["tags"]), r["last_run_state"] or "-"] for r in rows],
                 ["DAG", "PAUSED", "SCHEDULE", "OWNER", "TAGS", "LAST RUN"])
     if errors:
-        click.echo(f"\n{len(errors)} import error(s); see `flow dags list-import-errors`", err=True)
+        click.echo(f"\n{len(errors)} import error{'' if len(errors) == 1 else 's'}; see `flow dags list-import-errors`",
+                   err=True)
 
 
 def _schedule_value(ser: dict[str, Any]) -> Any:

@@ -108,7 +108,7 @@ def status(obj: Ctx, as_json: bool) -> None:
                       + (f"{lag:.1f} ms" if isinstance(lag, int | float) else "-")),
         ("tasks", f"{st.get('running', 0)} running, {st.get('free_slots', '?')} free slots "
                   f"(parallelism {st.get('parallelism', '?')})"),
-        ("DAGs", f"{st.get('dags', 0)} ({st.get('paused', 0)} paused), {st.get('import_errors', 0)} import error(s)"),
+        ("DAGs", f"{st.get('dags', 0)} ({st.get('paused', 0)} paused), {_count(st.get('import_errors', 0), 'import error')}"),
         ("DAG folder", st.get("dags_folder", "-")),
         ("database", st.get("db", "-")),
         ("socket", st.get("socket", "-")),
@@ -156,6 +156,11 @@ def dags_trigger(obj: Ctx, dag_id: str, conf: str | None, date: str | None, foll
             sys.exit(130)
     if final != "success":
         sys.exit(EXIT_FAILED)
+
+
+def _count(n: Any, noun: str) -> str:
+    """'1 import error', '3 import errors'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _warn_if_paused(client: Client, dag_id: str) -> None:

@@ -296,3 +296,13 @@ def test_keys_typed_in_one_burst_edit_the_palette_and_the_filter_in_order(flowd:
         await until(pilot, lambda: app.screen.query_one("#filter", Input).value == "xcom",
                     f"'xcom' in the filter (it has {app.screen.query_one('#filter', Input).value!r})", timeout=5)
     run_app(flowd, body, size=SMALL)
+
+
+def test_status_shows_every_size_in_one_unit_style():
+    """`rss 79.8 MB` sat next to `mem total 25276203008`."""
+    from flow.tui.screens.status import show_value
+
+    assert show_value("mem_total", 25276203008, utc=True) == "23.5 GB"
+    assert show_value("rss", 83676364, utc=True) == "79.8 MB"
+    assert show_value("mem_percent", 12.5, utc=True) == "12.5%"
+    assert show_value("running", 3, utc=True) == "3"

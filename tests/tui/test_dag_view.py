@@ -396,3 +396,24 @@ def test_clear_and_mark_dialogs_show_each_option_by_glyph_not_only_colour(flowd:
         await until(pilot, lambda: "(•) ✘ failed (x)" in screen_text(app) and "( ) ✔ success (s)" in screen_text(app),
                     "the other radio button chosen")
     run_app(flowd, body, size=(80, 24))
+
+
+def test_a_failed_cells_error_is_on_the_grids_bottom_line_and_at_the_top_of_the_task_detail(flowd: Flowd):
+    """At 80 columns the tries table's Error column was about 100 → away and the grid's bottom
+    line said nothing of the error."""
+    from tests.tui.test_dag_list import FAILING
+
+    flowd.add_dag("always_fails.py", FAILING)
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        screen = await open_view(pilot, app, "always_fails")
+        await finished_run(pilot, app, flowd, "always_fails", glyph="✘")
+        info = screen.query_one("#cell-info")
+        await until(pilot, lambda: "always fails" in str(info.render()), "the error on the bottom line")
+        assert "✘" in str(info.render())
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen)
+                    and "always fails" in str(app.screen.query_one("#ti-header").render()), "the error in the header")
+        header = app.screen.query_one("#ti-header")
+        assert header.region.y < 5 and header.region.width <= 80  # at the top, on screen at 80x24
+    run_app(flowd, body, size=(80, 24))

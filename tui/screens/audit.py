@@ -91,7 +91,8 @@ class AuditScreen(Refetching, Screen):
             user = str(entry.get("user") or f"uid {entry.get('uid')}")
             table.add_row(clock(entry.get("time"), utc=self.flow_app.utc, seconds=True), Text(visible(user)),
                           Text(visible(str(entry.get("action") or "?"))), Text(visible(params_text(entry))))
-        notes = [f"{len(shown)} of {len(self.entries)} entries" if self.needle else f"{len(self.entries)} entries"]
+        entries = "entry" if len(self.entries) == 1 else "entries"
+        notes = [f"{len(shown)} of {len(self.entries)} {entries}" if self.needle else f"{len(self.entries)} {entries}"]
         if self.needle:
             notes.append(f"filter: {self.needle!r}")
         if self.problem:

@@ -64,6 +64,14 @@ def resources_text(res: Any) -> str:
             f"max processes {num('max_procs', '{:.0f}')}")
 
 
+def latest_error(ti: dict[str, Any]) -> str:
+    """The last line of the latest try's error (or the task instance's), shown control-safe."""
+    tries = [t for t in ti.get("tries") or [] if isinstance(t, dict)]
+    raw = (tries[-1].get("error") if tries else None) or ti.get("error")
+    lines = str(raw or "").strip().splitlines()
+    return visible(lines[-1][:300]) if lines else ""
+
+
 def series(res: Any, key: str) -> list[float]:
     values = ((res or {}).get("series") or {}).get(key) if isinstance(res, dict) else None
     return [float(v) for v in values if isinstance(v, int | float)] if isinstance(values, list) else []
@@ -273,6 +281,9 @@ class TaskDetailScreen(Listening, ShownGate, ActionsMixin, Screen):
         header = Text(f"{self.task_id} · {self.run_id} · {self.dag_id} · ")
         header.append_text(state_text(state))
         header.append(f" · try {self.ti.get('try_number') or 0}/{self.ti.get('max_tries') or '?'}")
+        error = latest_error(self.ti)
+        if error:  # at 80 columns the tries table's Error column is far to the right: say it here
+            header.append(f"\n✘ {error}", style="red")
         self.query_one("#ti-header", Static).update(header)
         table = self.query_one("#tries", DataTable)
         tries = [t for t in self.ti.get("tries") or [] if isinstance(t, dict)]
