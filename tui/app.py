@@ -145,7 +145,14 @@ class FlowTUI(App):
             self._open_runs()
         elif name in SCREENS_BY_NAME:
             if not isinstance(self.screen, screen_class(name)):
-                self.push_screen(screen_class(name)())
+                # As in k9s, a jump from a view reached by a jump replaces it: esc goes back to the
+                # screen the jumping started from, not through every view jumped to.
+                screen = screen_class(name)()
+                screen.jumped_to = True  # type: ignore[attr-defined]
+                if getattr(self.screen, "jumped_to", False) and len(self.screen_stack) > 2:
+                    self.switch_screen(screen)
+                else:
+                    self.push_screen(screen)
         else:
             self.notify(f"no view named {name!r}; the views are " + ", ".join(f":{n}" for n in VIEWS),
                         title="Jump", severity="warning")

@@ -306,3 +306,22 @@ def test_status_shows_every_size_in_one_unit_style():
     assert show_value("rss", 83676364, utc=True) == "79.8 MB"
     assert show_value("mem_percent", 12.5, utc=True) == "12.5%"
     assert show_value("running", 3, utc=True) == "3"
+
+
+def test_colon_jumps_replace_each_other_so_esc_goes_back_to_where_the_jumping_started(flowd: Flowd):
+    copy_example(flowd, "example_xcom")
+    trigger(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in rows(app), "the DAG list")
+        app.open_dag("example_xcom")
+        from flow.tui.screens.dag_view import DagViewScreen
+        await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view")
+        for name, cls in (("audit", AuditScreen), ("errors", ImportErrorsScreen), ("status", StatusScreen)):
+            app.jump(name)
+            await until(pilot, lambda cls=cls: isinstance(app.screen, cls) and app.screen.query("HeaderTitle"),
+                        f":{name} drawn")
+            await pilot.pause(0.2)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view the jumps started from")
+    run_app(flowd, body, size=SMALL)
