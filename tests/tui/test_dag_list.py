@@ -358,3 +358,19 @@ def test_F_lists_what_failed_across_dags_with_the_error_line_and_enter_opens_the
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, FailuresScreen), "the failures again")
     run_app(flowd, body)
+
+
+def test_T_on_the_dag_list_opens_the_conf_editor_on_the_dags_params(flowd: Flowd):
+    """It opened at `{}`: the list's summaries carry no params, so they are asked for."""
+    from flow.tui.dialogs.conf_editor import ConfEditor
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in rows(app), "the row")
+        await select(pilot, app, "example_xcom")
+        await pilot.press("T")
+        await until(pilot, lambda: isinstance(app.screen, ConfEditor), "the conf editor")
+        area = app.screen.query_one("#conf-text")
+        assert area.text.replace(" ", "").replace("\n", "") == '{"x":2}'
+    run_app(flowd, body)

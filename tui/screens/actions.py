@@ -112,10 +112,23 @@ class ActionsMixin(_Base):
         if dag_id is None or self.refused("trigger"):
             return
 
+        self.run_worker(self._edit_conf(dag_id), group="actions", exit_on_error=False)
+
+    async def _edit_conf(self, dag_id: str) -> None:
+        """The editor opens on the DAG's params (from flowd when this screen does not hold them)."""
+        initial = self.initial_conf(dag_id)
+        if not initial:
+            try:
+                dag = (await self.flow_app.client.call("dags.get", dag_id=dag_id)).get("dag") or {}
+            except ClientError:
+                dag = {}
+            params = (dag.get("serialized") or {}).get("params")
+            initial = dict(params) if isinstance(params, dict) else {}
+
         def send(conf: dict[str, Any] | None) -> None:
             if conf is not None:
                 self._when_unpaused(dag_id, conf)
-        self.app.push_screen(ConfEditor(dag_id, self.initial_conf(dag_id)), send)
+        self.app.push_screen(ConfEditor(dag_id, initial), send)
 
     def is_paused(self, dag_id: str) -> bool:
         """Whether the screen knows the DAG to be paused (screens that know override this)."""
