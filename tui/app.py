@@ -118,10 +118,12 @@ class FlowTUI(App):
     def action_keys(self) -> None:
         from textual.widgets import HelpPanel
 
+        from flow.tui.widgets.keys_panel import KeysPanel
+
         if self.screen.query(HelpPanel):
-            self.action_hide_help_panel()
+            self.screen.query(HelpPanel).remove()
         else:
-            self.action_show_help_panel()
+            self.screen.mount(KeysPanel())
 
     def action_toggle_utc(self) -> None:
         self.utc = not self.utc

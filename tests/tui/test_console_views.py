@@ -325,3 +325,17 @@ def test_colon_jumps_replace_each_other_so_esc_goes_back_to_where_the_jumping_st
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view the jumps started from")
     run_app(flowd, body, size=SMALL)
+
+
+def test_the_keys_panel_lists_this_screens_keys_first_then_moving_then_everywhere(flowd: Flowd):
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: app.screen.query("#keys-list"), "the keys panel")
+        text = str(app.screen.query_one("#keys-list").render())
+        order = [text.index(title) for title in ("This screen", "Moving", "Everywhere")]
+        assert order == sorted(order), text
+        assert text.index("Trigger") < text.index("Moving") < text.index("Scroll right") < text.index("Everywhere")
+        assert text.index("Everywhere") < text.index("Quit")
+        if "Textual" in text:
+            assert text.index("Textual") > text.index("Quit")
+    run_app(flowd, body, size=SMALL)
