@@ -77,7 +77,7 @@ def test_an_osc_title_in_a_dags_owner_does_not_reach_the_terminal(tmp_path: Path
     flowd = start_flowd(tmp_path)
     try:
         flowd.add_dag("hostile.py", HOSTILE_OWNER)
-        tmux.start([str(BIN / "flowtui"), "--socket", flowd.socket_path], terminal_env(flowd), size=(120, 30))
+        tmux.start([str(BIN / "flowtui"), "--socket", flowd.socket_path], terminal_env(flowd), size=(200, 30))
         tmux.wait_for("hostile")
         tmux.send("/")
         tmux.wait_for("filter by DAG id")
