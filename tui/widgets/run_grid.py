@@ -35,6 +35,8 @@ RUN_TYPES = {"scheduled": "S", "manual": "M", "backfill": "B"}
 SELECTED = Style(reverse=True, bold=True)
 CURRENT = Style(bold=True, underline=True)
 DIM = Style(dim=True)
+PLAIN = Style()
+"""For padding: NO_COLOR's monochrome filter fails on a segment whose style is None."""
 
 
 def run_duration(run: Mapping[str, Any]) -> str:
@@ -346,12 +348,12 @@ class RunGrid(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         area = max(0, width - self._label)
         if y < HEADER:
-            label: list[Segment] = [Segment(" " * self._label)]
+            label: list[Segment] = [Segment(" " * self._label, PLAIN)]
             segments = [self._header_segment(self.runs[c], y) for c in self._visible_columns(area)]
         else:
             row = y - HEADER + self.scroll_offset.y
             if not 0 <= row < len(self.tasks):
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, PLAIN)
             task = self.tasks[row]
             style = CURRENT if row == self.row else (DIM if task in self._dim else Style(bold=True))
             text = task if len(task) <= MAX_LABEL else task[:MAX_LABEL - 1] + "…"
@@ -362,9 +364,8 @@ class RunGrid(ScrollView, can_focus=True):
                 segments.append(Segment(chars, self._style(name, c == self.column and row == self.row)))
         columns = self._visible_columns(area)
         offset = self.scroll_offset.x - (columns.start * CELL if columns else 0)
-        body = Strip(segments).crop_extend(offset, offset + area, None)
-        # On the widget's own style: NO_COLOR's monochrome filter cannot take a segment without one.
-        return Strip.join([Strip(label, self._label), body]).crop_extend(0, width, None).apply_style(self.rich_style)
+        body = Strip(segments).crop_extend(offset, offset + area, PLAIN)
+        return Strip.join([Strip(label, self._label), body]).crop_extend(0, width, PLAIN)
 
     def _header_segment(self, run_id: str, line: int) -> Segment:
         run = self.run_info[run_id]
