@@ -135,8 +135,17 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def for_terminal(text: str, keep: str = "") -> str:
+    """Text from DAG files, tasks or other users, as a human may see it: on a terminal its control
+    characters are drawn (`^[`), never obeyed (an OSC 2 in a DAG's owner retitled the terminal);
+    a pipe or file gets it unchanged."""
+    from flow.textsafe import visible
+
+    return visible(text, keep) if sys.stdout.isatty() else text
+
+
 def print_table(rows: list[list[Any]], header: list[str]) -> None:
-    cells = [header] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [header] + [[for_terminal("" if c is None else str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for n, r in enumerate(cells):
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -215,7 +224,8 @@ def dags_list(obj: Ctx, as_json: bool) -> None:
                   ",".join(r["tags"]), r["last_run_state"] or "-"] for r in rows],
                 ["DAG", "PAUSED", "SCHEDULE", "OWNER", "TAGS", "LAST RUN"])
     if errors:
-        click.echo(f"\n{len(errors)} import error(s); see `flow dags list-import-errors`", err=True)
+        click.echo(f"\n{len(errors)} import error{'' if len(errors) == 1 else 's'}; see `flow dags list-import-errors`",
+                   err=True)
 
 
 def _schedule_value(ser: dict[str, Any]) -> Any:
@@ -246,9 +256,9 @@ def dags_import_errors(obj: Ctx, as_json: bool) -> None:
         if not errors:
             click.echo("no import errors")
         for e in errors:
-            click.echo(f"{e['message']}")
+            click.echo(for_terminal(f"{e['message']}", keep="\n\t"))
         for filename, text in warnings:
-            click.echo(f"warning: {filename}: {text}")
+            click.echo(for_terminal(f"warning: {filename}: {text}", keep="\n\t"))
     if errors:
         sys.exit(EXIT_FAILED)
 

@@ -24,6 +24,7 @@ from .cli import (
     cli,
     dags,
     emit_json,
+    for_terminal,
     parse_date,
     parse_json_option,
     print_table,
@@ -31,7 +32,7 @@ from .cli import (
 )
 from .cli_ops import ops_status_rows
 from .cli_run import tasks
-from .client import Client, ClientError
+from .client import Client, ClientError, RemoteError
 from .follow import RunFollower, follow_log, read_log
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -107,7 +108,7 @@ def status(obj: Ctx, as_json: bool) -> None:
                       + (f"{lag:.1f} ms" if isinstance(lag, int | float) else "-")),
         ("tasks", f"{st.get('running', 0)} running, {st.get('free_slots', '?')} free slots "
                   f"(parallelism {st.get('parallelism', '?')})"),
-        ("DAGs", f"{st.get('dags', 0)} ({st.get('paused', 0)} paused), {st.get('import_errors', 0)} import error(s)"),
+        ("DAGs", f"{st.get('dags', 0)} ({st.get('paused', 0)} paused), {_count(st.get('import_errors', 0), 'import error')}"),
         ("DAG folder", st.get("dags_folder", "-")),
         ("database", st.get("db", "-")),
         ("socket", st.get("socket", "-")),
@@ -139,6 +140,8 @@ def dags_trigger(obj: Ctx, dag_id: str, conf: str | None, date: str | None, foll
     with remote(obj, timeout=30.0) as client:
         if follow:
             client.call("subscribe", topics=["ti", "run"])
+        if not as_json:
+            _warn_if_paused(client, dag_id)  # before the run is queued, so the operator knows it will wait
         run = client.call("dags.trigger", **params)["run"]
         if as_json:
             click.echo(json.dumps({"run": run}, default=str, indent=None if follow else 2))
@@ -146,8 +149,6 @@ def dags_trigger(obj: Ctx, dag_id: str, conf: str | None, date: str | None, foll
             click.echo(run["run_id"])
         if not follow:
             return
-        if not as_json:
-            _warn_if_paused(client, dag_id)
         try:
             final = RunFollower(client, dag_id, run["run_id"], as_json=as_json).follow()
         except KeyboardInterrupt:
@@ -157,10 +158,18 @@ def dags_trigger(obj: Ctx, dag_id: str, conf: str | None, date: str | None, foll
         sys.exit(EXIT_FAILED)
 
 
+def _count(n: Any, noun: str) -> str:
+    """'1 import error', '3 import errors'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _warn_if_paused(client: Client, dag_id: str) -> None:
-    dag = client.call("dags.get", dag_id=dag_id).get("dag") or {}
+    try:
+        dag = client.call("dags.get", dag_id=dag_id).get("dag") or {}
+    except RemoteError:  # an unknown DAG: the trigger itself says so
+        return
     if dag.get("is_paused"):
-        click.echo(f"flow: DAG {dag_id!r} is paused: the run starts once it is unpaused "
+        click.echo(f"flow: DAG {dag_id!r} is paused: the run is queued and waits until it is unpaused "
                    f"(flow dags unpause {dag_id})", err=True)
 
 
@@ -200,23 +209,32 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.argument("dag_id")
+@click.argument("dag_id", required=False)
 @click.option("--limit", "-n", default=25, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--state", type=click.Choice(["queued", "running", "success", "failed"]),
+              help="Only runs in this state (e.g. --state failed).")
 @JSON_OPTION
 @click.pass_obj
-def runs_list(obj: Ctx, dag_id: str, limit: int, as_json: bool) -> None:
-    """The DAG's runs, newest first."""
+def runs_list(obj: Ctx, dag_id: str | None, limit: int, state: str | None, as_json: bool) -> None:
+    """The DAG's runs, newest first; without DAG_ID, the latest runs of every DAG."""
+    params: dict[str, Any] = {"limit": limit}
+    if dag_id is not None:
+        params["dag_id"] = dag_id
+    if state is not None:
+        params["state"] = state
     with remote(obj) as client:
-        found = client.call("runs.list", dag_id=dag_id, limit=limit).get("runs", [])
+        found = client.call("runs.list", **params).get("runs", [])
     if as_json:
         emit_json({"runs": found})
         return
     if not found:
-        click.echo(f"DAG {dag_id!r} has no runs yet")
+        which = f"DAG {dag_id!r} has" if dag_id else "there are"
+        click.echo(f"{which} no {state + ' ' if state else ''}runs yet")
         return
-    print_table([[r.get("run_id"), r.get("run_type"), state_cell(r.get("state")), when(r.get("logical_date")),
-                  when(r.get("start_date")), when(r.get("end_date"))] for r in found],
-                ["RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED", "ENDED"])
+    lead = [] if dag_id else ["DAG"]
+    print_table([[*([] if dag_id else [r.get("dag_id")]), r.get("run_id"), r.get("run_type"), state_cell(r.get("state")),
+                  when(r.get("logical_date")), when(r.get("start_date")), when(r.get("end_date"))] for r in found],
+                [*lead, "RUN ID", "TYPE", "STATE", "LOGICAL DATE", "STARTED", "ENDED"])
 
 
 @runs.command("show")
@@ -367,13 +385,15 @@ def logs(obj: Ctx, dag_id: str, task_id: str, run_id: str | None, try_number: in
                                   "offset": -tail if tail else 0}
         if try_number is not None:
             params["try_number"] = try_number
+        # To a terminal a task's escape sequences are drawn, not obeyed; to a pipe or file, the bytes as written.
+        write = (lambda text: click.echo(for_terminal(text, keep="\n\t"), nl=False)) if sys.stdout.isatty() else None
         if follow:
             try:
-                follow_log(client, params, as_json=as_json)
+                follow_log(client, params, as_json=as_json, write=write)
             except KeyboardInterrupt:
                 sys.exit(130)
             return
-        read_log(client, params, as_json=as_json)
+        read_log(client, params, as_json=as_json, write=write)
 
 
 @cli.command("audit")

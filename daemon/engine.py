@@ -116,6 +116,8 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.refs: dict[str, tuple[int, str]] = {}
         self.dirty: set[int] = set()
         self.unpaused_runs: set[int] = set()
+        self.logged_errors: dict[str, str] = {}
+        """File -> the import error last written to flowd's log: each new or changed one is logged once."""
         self._events: list[tuple[str, Any]] = []
         self._notes: list[tuple[str, dict[str, Any]]] = []
         self._wake: asyncio.Event | None = None
@@ -210,6 +212,7 @@ class Engine(Operations, ResultsMixin, LoopMixin):
                 tx.deactivate_dags(deactivated)
             tx.replace_import_errors(parsed, errors, now)
         self.import_error_count = len(self.store.import_errors())
+        self._log_import_errors(parsed, errors)
         for dag_id in {s["dag_id"] for s in upserts} | set(deactivated):
             row = self.store.dag(dag_id)
             if row:
@@ -220,6 +223,21 @@ class Engine(Operations, ResultsMixin, LoopMixin):
         self.note("dags", {"upserted": [s["dag_id"] for s in upserts], "deactivated": deactivated,
                            "import_errors": len(errors)})
         self.wake()
+
+    def _log_import_errors(self, parsed: list[str], errors: dict) -> None:
+        """Under systemd the journal is where an operator looks first; a file failing the same way
+        at every re-parse is logged once, and again only when its error changes."""
+        from flow.textsafe import visible
+
+        for filename in parsed:
+            if filename not in errors:
+                self.logged_errors.pop(filename, None)
+        for filename, pair in errors.items():
+            message = str(pair[0] if isinstance(pair, tuple | list) and pair else pair)
+            if self.logged_errors.get(filename) != message:
+                self.logged_errors[filename] = message
+                line = message.strip().splitlines()[-1] if message.strip() else "unknown error"
+                log.warning("DAG file %s failed to import: %s", visible(filename), visible(line[:500]))
 
     def _add_new_tasks(self, dag_id: str) -> None:
         """A task added to a DAG file joins the unfinished runs of that DAG."""

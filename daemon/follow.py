@@ -193,16 +193,39 @@ class RunFollower:
 
 
 def follow_log(client: Client, params: dict[str, Any], *, as_json: bool = False,
-               write: Callable[[str], None] | None = None) -> None:
-    """Stream one try's log from `params["offset"]` until the try has ended and its log is drained."""
+               write: Callable[[str], None] | None = None, say: Callable[[str], None] | None = None) -> None:
+    """Stream a try's log from `params["offset"]` until the try has ended and its log is drained.
+
+    Without a try number it is the task's latest try, and the follow carries on as the task does:
+    a task that has not started yet is waited for, and when a try fails and the task will be
+    retried, the next try is followed too. Each move is announced by `say` (stderr), so what
+    goes to stdout is the logs' bytes and nothing else.
+    """
     out = write or (lambda text: click.echo(text, nl=False))
-    client.call("logs.follow", **params)
+    say = say or (lambda text: click.echo(text, err=True))
     ident = {k: params[k] for k in ("dag_id", "run_id", "task_id") if k in params}
+    if "try_number" in params:
+        _follow_try(client, params, ident, as_json, out)
+        return
+    number = _next_try(client, ident, 0, say)
+    offset = params["offset"]
+    while number is not None:
+        _follow_try(client, {**params, "offset": offset, "try_number": number}, ident, as_json, out)
+        ended = number
+        number = _next_try(client, ident, ended, say)
+        if number is not None:
+            say(f"flow: --- try {number} of {ident['task_id']} (try {ended} did not succeed) ---")
+        offset = 0
+
+
+def _follow_try(client: Client, params: dict[str, Any], ident: dict[str, Any], as_json: bool,
+                out: Callable[[str], None]) -> None:
+    client.call("logs.follow", **params)
     for event in client.events():
         data = event.get("data") or {}
         if not isinstance(data, dict) or any(data.get(k) != v for k, v in ident.items()):
             continue
-        if "try_number" in params and data.get("try_number") not in (None, params["try_number"]):
+        if data.get("try_number") not in (None, params["try_number"]):
             continue
         if event.get("event") == "log":
             if as_json:
@@ -215,8 +238,40 @@ def follow_log(client: Client, params: dict[str, Any], *, as_json: bool = False,
             return
 
 
-def read_log(client: Client, params: dict[str, Any], *, as_json: bool = False) -> None:
+WILL_RUN = frozenset({"none", "scheduled", "queued", "up_for_retry", "up_for_reschedule", "deferred"})
+"""Task instance states after which another try may still come."""
+
+
+def _next_try(client: Client, ident: dict[str, Any], after: int, say: Callable[[str], None]) -> int | None:
+    """The number of the task's first try after `after`, waiting for it while the task may still
+    run again; None once it will not (it succeeded, or failed for good, or its run ended)."""
+    waiting = False
+    while True:
+        got = client.call("runs.get", dag_id=ident["dag_id"], run_id=ident["run_id"], rendered=False)
+        ti = next((t for t in got.get("task_instances") or [] if t.get("task_id") == ident["task_id"]), None)
+        if ti is None:
+            raise RemoteError("not_found", f"run {ident['run_id']!r} of DAG {ident['dag_id']!r} "
+                                           f"has no task {ident['task_id']!r}")
+        later = [n for t in ti.get("tries") or [] if (n := int(t.get("try_number") or 0)) > after]
+        if later:
+            return min(later)
+        run_over = (got.get("run") or {}).get("state") in FINISHED_RUN
+        if str(ti.get("state") or "none") not in WILL_RUN or run_over:
+            return None
+        if not waiting and after == 0:
+            say(f"flow: {ident['task_id']} has not started yet; waiting for its first try (ctrl+c stops)")
+        waiting = True
+        for event in client.events(timeout=QUIET):  # a state change of the task, or a quiet spell: look again
+            data = event.get("data") or {}
+            if event.get("event") in ("ti", "run", "resync") and isinstance(data, dict) \
+                    and data.get("run_id") in (None, ident["run_id"]):
+                break
+
+
+def read_log(client: Client, params: dict[str, Any], *, as_json: bool = False,
+             write: Callable[[str], None] | None = None) -> None:
     """Print a try's log from `params["offset"]` to its current end, in chunks."""
+    out = write or (lambda text: click.echo(text, nl=False))
     chunks: list[str] = []
     first: dict[str, Any] = {}
     offset = params["offset"]
@@ -225,7 +280,7 @@ def read_log(client: Client, params: dict[str, Any], *, as_json: bool = False) -
         first = first or got
         chunks.append(str(got.get("data") or ""))
         if not as_json and chunks[-1]:
-            click.echo(chunks[-1], nl=False)
+            out(chunks[-1])
         offset = int(got.get("next_offset", 0))
         if not chunks[-1] or offset >= int(got.get("size", 0)):
             break

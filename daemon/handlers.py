@@ -168,9 +168,24 @@ def require_run(engine: Engine, dag_id: str, run_id: str) -> dict[str, Any]:
 
 
 def runs_list(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-    require_dag(call.engine, p["dag_id"])
-    rows = call.engine.store.runs(p["dag_id"], limit=p["limit"], before=p["before"])
+    """One DAG's runs, newest first; without a DAG, the most recently queued runs of every DAG."""
+    states = [p["state"]] if p.get("state") else None
+    if p.get("dag_id") is None:
+        rows = call.engine.store.recent_runs(limit=p["limit"], states=states)
+    else:
+        require_dag(call.engine, p["dag_id"])
+        rows = call.engine.store.runs(p["dag_id"], limit=p["limit"], before=p["before"], states=states)
     return {"runs": [pick(r, RUN_FIELDS) for r in rows]}
+
+
+FAILURE_FIELDS = ("dag_id", "run_id", "task_id", "state", "try_number", "max_tries", "start_date", "end_date",
+                  "exit_code", "hostname", "error", "run_state")
+
+
+def failures_list(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+    """What went wrong lately, across DAGs: failed and up-for-retry task instances, latest first."""
+    rows = call.engine.store.failures(limit=p["limit"])
+    return {"failures": [pick(r, FAILURE_FIELDS) for r in rows]}
 
 
 def runs_get(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +258,7 @@ HANDLERS: dict[str, Handler] = {
     "dags.trigger": dags_trigger,
     "runs.list": runs_list,
     "runs.get": runs_get,
+    "failures.list": failures_list,
     "runs.grid": runs_grid,
     "tasks.clear": tasks_clear,
     "tasks.mark": tasks_mark,

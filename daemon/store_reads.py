@@ -108,6 +108,29 @@ class StoreReads:
         with self._read() as conn:
             return _dicts(conn, stmt)
 
+    def recent_runs(self, *, limit: int = 25, states: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """Runs of every DAG, the most recently queued first (`flow runs list` without a DAG)."""
+        stmt = sa.select(dag_run)
+        if states is not None:
+            stmt = stmt.where(dag_run.c.state.in_([getattr(s, "value", s) for s in states]))
+        stmt = stmt.order_by(*_newest_first(dag_run, "queued_at")).limit(limit)
+        with self._read() as conn:
+            return _dicts(conn, stmt)
+
+    def failures(self, *, limit: int = 100, states: Sequence[str] = ("failed", "up_for_retry")) -> list[dict[str, Any]]:
+        """Failed and up-for-retry task instances of every DAG, the latest to end first, with their
+        run's id: what the console's failures view and an operator's first question need."""
+        ended = sa.func.coalesce(task_instance.c.end_date, task_instance.c.start_date, dag_run.c.queued_at)
+        stmt = (sa.select(task_instance.c.dag_id, task_instance.c.task_id, task_instance.c.state,
+                          task_instance.c.try_number, task_instance.c.max_tries, task_instance.c.start_date,
+                          task_instance.c.end_date, task_instance.c.error, task_instance.c.exit_code,
+                          task_instance.c.hostname, dag_run.c.run_id, dag_run.c.state.label("run_state"))
+                .join(dag_run, dag_run.c.id == task_instance.c.dag_run_id)
+                .where(task_instance.c.state.in_(list(states)))
+                .order_by(ended.desc(), task_instance.c.id.desc()).limit(limit))
+        with self._read() as conn:
+            return _dicts(conn, stmt)
+
     def run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
         with self._read() as conn:
             stmt = sa.select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)

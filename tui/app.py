@@ -16,14 +16,15 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from flow.tui import config, termout
+from flow.tui import config, inputkeys, termout
 from flow.tui.client import ClientError, FlowClient, NotRunning, open_connection, socket_candidates
 from flow.tui.commands import VIEWS
 from flow.tui.screens.dag_list import DagListScreen
 
 SCREENS_BY_NAME: dict[str, tuple[str, str]] = {"errors": ("import_errors", "ImportErrorsScreen"),
                                                "status": ("status", "StatusScreen"),
-                                               "audit": ("audit", "AuditScreen")}
+                                               "audit": ("audit", "AuditScreen"),
+                                               "failures": ("failures", "FailuresScreen")}
 """The views `:name` opens, imported when first opened: start-up imports only the DAG list."""
 
 
@@ -55,14 +56,24 @@ class FlowTUI(App):
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"
         termout.install()  # a changed cell sends the terminal that cell, not its line up to it
+        inputkeys.install()  # backspace typed in a burst runs in order with the characters around it
         self._link = f"connecting to {client.path}…"
         self._warnings = list(warnings)
         self.last_dag_id: str | None = None
+        self.crash: str | None = None
+        """One line naming the unhandled exception that ended the console, if one did."""
         if keymap:
             self.set_keymap(keymap)
         if theme:
             self.theme = theme
         self._subtitle()
+
+    def _fatal_error(self) -> None:
+        """Textual's hook for an unhandled exception (it would print a screenful of traceback with
+        locals, which may hold untrusted text, and leave the exit status 0 to the caller). Here the
+        traceback goes to a file and `main` prints one line and exits 1."""
+        self.crash = crash_report(sys.exc_info()[1] or self._exception)
+        self.exit(return_code=1)
 
     def on_mount(self) -> None:
         self.client.listeners.append(self)
@@ -107,10 +118,12 @@ class FlowTUI(App):
     def action_keys(self) -> None:
         from textual.widgets import HelpPanel
 
+        from flow.tui.widgets.keys_panel import KeysPanel
+
         if self.screen.query(HelpPanel):
-            self.action_hide_help_panel()
+            self.screen.query(HelpPanel).remove()
         else:
-            self.action_show_help_panel()
+            self.screen.mount(KeysPanel())
 
     def action_toggle_utc(self) -> None:
         self.utc = not self.utc
@@ -134,7 +147,14 @@ class FlowTUI(App):
             self._open_runs()
         elif name in SCREENS_BY_NAME:
             if not isinstance(self.screen, screen_class(name)):
-                self.push_screen(screen_class(name)())
+                # As in k9s, a jump from a view reached by a jump replaces it: esc goes back to the
+                # screen the jumping started from, not through every view jumped to.
+                screen = screen_class(name)()
+                screen.jumped_to = True  # type: ignore[attr-defined]
+                if getattr(self.screen, "jumped_to", False) and len(self.screen_stack) > 2:
+                    self.switch_screen(screen)
+                else:
+                    self.push_screen(screen)
         else:
             self.notify(f"no view named {name!r}; the views are " + ", ".join(f":{n}" for n in VIEWS),
                         title="Jump", severity="warning")
@@ -205,6 +225,24 @@ class FlowTUI(App):
         self.notify(f"{dag_id} is {word}d", title=word.capitalize())
 
 
+def crash_report(error: BaseException | None) -> str:
+    """Save the traceback where the operator can find it; the one line that says what and where."""
+    import tempfile
+    import traceback
+
+    from flow.textsafe import visible
+
+    what = visible(f"{type(error).__name__}: {error}" if error is not None else "unknown error")
+    text = "".join(traceback.format_exception(error)) if error is not None else what + "\n"
+    try:
+        fd, path = tempfile.mkstemp(prefix="flowtui-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+    except OSError as exc:
+        return f"flowtui: crashed: {what} (traceback not saved: {exc})"
+    return f"flowtui: crashed: {what} (traceback in {path})"
+
+
 def make_app(socket_path: str, *, config_file: str | None = None, theme: str | None = None,
              env: dict[str, str] | None = None) -> FlowTUI:
     """The console for `socket_path`, with the keys of `[tui.keys]` and the theme applied."""
@@ -247,4 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     except ClientError as exc:
         print(f"flowtui: {exc}", file=sys.stderr)
         sys.exit(1)
-    make_app(path, config_file=args.config, theme=args.theme).run()
+    app = make_app(path, config_file=args.config, theme=args.theme)
+    app.run()
+    if app.crash:
+        sys.stderr.write(app.crash + "\n")
+        sys.stderr.flush()
+    sys.exit(app.return_code or (1 if app.crash else 0))

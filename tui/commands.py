@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 VIEWS = {
     "dags": "the DAG list (home)",
     "runs": "the selected DAG's runs",
+    "failures": "what failed lately, across every DAG",
     "errors": "DAG files that failed to import",
     "status": "flowd's status",
     "audit": "the audit log: who changed what",
@@ -46,7 +47,9 @@ def flow_commands(app: FlowTUI, screen: Screen) -> Iterable[SystemCommand]:
     yield SystemCommand(f"Show times in {zone}", "Switch every time shown between local and UTC (z)",
                         app.action_toggle_utc)
     for dag_id, dag in sorted(app.known_dags().items()):
-        yield SystemCommand(f"Trigger {dag_id}", "Start a manual run now", partial(app.trigger_dag, dag_id))
+        what = ("⏸ paused: the run is queued and waits until the DAG is unpaused" if dag.get("is_paused")
+                else "Start a manual run now")
+        yield SystemCommand(f"Trigger {dag_id}", what, partial(app.trigger_dag, dag_id))
         word = "Unpause" if dag.get("is_paused") else "Pause"
         yield SystemCommand(f"{word} {dag_id}", "Stop or resume scheduling new runs",
                             partial(app.pause_dag, dag_id, not dag.get("is_paused")))

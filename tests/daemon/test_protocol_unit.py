@@ -146,7 +146,7 @@ def test_unknown_method_lists_the_known_ones():
 
 
 def test_defaults_are_filled_in():
-    assert validate("runs.list", {"dag_id": "etl"}) == {"dag_id": "etl", "limit": 25, "before": None}
+    assert validate("runs.list", {"dag_id": "etl"}) == {"dag_id": "etl", "limit": 25, "before": None, "state": None}
     assert validate("logs.read", {"dag_id": "d", "run_id": "r", "task_id": "t"}) == {
         "dag_id": "d", "run_id": "r", "task_id": "t", "try_number": None, "offset": 0, "length": 65536}
     assert validate("tasks.clear", {"dag_id": "d", "run_id": "r"}) == {

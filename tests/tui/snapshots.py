@@ -112,6 +112,7 @@ def snapshot_flowd() -> Iterator[Flowd]:
     f.listener = NotifyListener(str(BASE / "notify.sock"))
     shutil.copy(ROOT / "dags" / "example_xcom.py", BASE / "dags")
     f.add_dag("diamond.py", DIAMOND)
+    f.add_dag("broken.py", "import no_such_module_here\n")  # the DAG list's import-error banner
     try:
         f.start()
         with Client.connect(f.socket_path) as client:

@@ -266,3 +266,76 @@ def test_ansi16_theme_uses_the_terminals_colours_and_keeps_the_glyphs(flowd: Flo
         await until(pilot, lambda: isinstance(app.screen, LogScreen) and "✔ success" in screen_text(app),
                     "the log header's state glyph")
     run_app(flowd, body, size=SMALL, theme="ansi16")
+
+
+def test_keys_typed_in_one_burst_edit_the_palette_and_the_filter_in_order(flowd: Flowd):
+    """`trigger`, seven backspaces and `stat` arriving together gave `trig`: Textual ran the
+    backspaces only after the characters behind them had been inserted."""
+    from textual import events
+    from textual.widgets import Input
+
+    copy_example(flowd, "example_xcom")
+
+    def burst(app: FlowTUI, keys: list[str]) -> None:
+        for key in keys:  # as the driver posts them from one read of the terminal: no pause between
+            app.post_message(events.Key(key, key if len(key) == 1 else ("\x7f" if key == "backspace" else None)))
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in screen_text(app), "the DAG list")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        burst(app, [*"trigger", *["backspace"] * 7, *"stat"])
+        await pilot.pause(0.5)
+        await until(pilot, lambda: app.screen.query_one(Input).value == "stat",
+                    f"'stat' in the palette (it has {app.screen.query_one(Input).value!r})", timeout=5)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DagListScreen), "the DAG list again")
+        await pilot.press("slash")
+        await until(pilot, lambda: app.focused is app.screen.query_one("#filter", Input), "the filter box")
+        burst(app, [*"xoz", "backspace", "m", "left", "left", "c"])
+        await until(pilot, lambda: app.screen.query_one("#filter", Input).value == "xcom",
+                    f"'xcom' in the filter (it has {app.screen.query_one('#filter', Input).value!r})", timeout=5)
+    run_app(flowd, body, size=SMALL)
+
+
+def test_status_shows_every_size_in_one_unit_style():
+    """`rss 79.8 MB` sat next to `mem total 25276203008`."""
+    from flow.tui.screens.status import show_value
+
+    assert show_value("mem_total", 25276203008, utc=True) == "23.5 GB"
+    assert show_value("rss", 83676364, utc=True) == "79.8 MB"
+    assert show_value("mem_percent", 12.5, utc=True) == "12.5%"
+    assert show_value("running", 3, utc=True) == "3"
+
+
+def test_colon_jumps_replace_each_other_so_esc_goes_back_to_where_the_jumping_started(flowd: Flowd):
+    copy_example(flowd, "example_xcom")
+    trigger(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in rows(app), "the DAG list")
+        app.open_dag("example_xcom")
+        from flow.tui.screens.dag_view import DagViewScreen
+        await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view")
+        for name, cls in (("audit", AuditScreen), ("errors", ImportErrorsScreen), ("status", StatusScreen)):
+            app.jump(name)
+            await until(pilot, lambda cls=cls: isinstance(app.screen, cls) and app.screen.query("HeaderTitle"),
+                        f":{name} drawn")
+            await pilot.pause(0.2)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view the jumps started from")
+    run_app(flowd, body, size=SMALL)
+
+
+def test_the_keys_panel_lists_this_screens_keys_first_then_moving_then_everywhere(flowd: Flowd):
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: app.screen.query("#keys-list"), "the keys panel")
+        text = str(app.screen.query_one("#keys-list").render())
+        order = [text.index(title) for title in ("This screen", "Moving", "Everywhere")]
+        assert order == sorted(order), text
+        assert text.index("Trigger") < text.index("Moving") < text.index("Scroll right") < text.index("Everywhere")
+        assert text.index("Everywhere") < text.index("Quit")
+        if "Textual" in text:
+            assert text.index("Textual") > text.index("Quit")
+    run_app(flowd, body, size=SMALL)

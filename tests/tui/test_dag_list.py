@@ -19,6 +19,7 @@ from flow.tui.client import FlowClient, resolve_socket
 from flow.tui.screens.dag_list import DagListScreen, matches
 from flow.tui.widgets.dag_table import DagTable, relative
 from tests.daemon.conftest import BIN, Flowd, clean_env
+from tests.tui.partb import call
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (120, 40)
@@ -256,3 +257,120 @@ def test_filter_and_relative_time_helpers():
     now = datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert [relative(now - timedelta(seconds=s), now) for s in (5, 90, 7200, 200000, -3)] == \
         ["5s ago", "1m ago", "2h ago", "2d ago", "just now"]
+
+
+SLEEPS = """
+    import pendulum
+    from flow import DAG
+    from flow.operators import BashOperator
+
+    with DAG(dag_id="sleeps", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+        BashOperator(task_id="nap", bash_command="sleep 60")
+"""
+
+
+def test_at_80_columns_failing_running_and_import_broken_dags_show_without_a_key(flowd: Flowd):
+    """The first screen answers "what is broken?": at 80x24 the last run's state and a mark per row
+    are on screen, not seven → away; a DAG whose file now fails to import is marked ⚠."""
+    from tests.tui.test_console_views import screen_text
+
+    flowd.add_dag("always_fails.py", FAILING)
+    flowd.add_dag("sleeps.py", SLEEPS)
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: {"always_fails", "sleeps", "example_xcom"} <= set(rows(app)), "the rows")
+        call(flowd, "dags.trigger", dag_id="always_fails")
+        call(flowd, "dags.trigger", dag_id="sleeps")
+        await until(pilot, lambda: "✘ failed" in str(cell(app, "always_fails", "last_run")), "the failed run")
+        await until(pilot, lambda: "▶ running" in str(cell(app, "sleeps", "last_run")), "the running run")
+        Path(flowd.dags_folder, "example_xcom.py").write_text("import no_such_module_here\n")
+        await until(pilot, lambda: "⚠" in str(cell(app, "example_xcom", "mark")), "example_xcom's ⚠ mark")
+        grid = table(app)
+        assert grid.scroll_offset.x == 0 and grid.size.width == 80
+        shown = [grid.render_line(y).text for y in range(1, 1 + grid.row_count)]  # the strips on screen
+        lines = {d: next((line for line in shown if f" {d} " in line), "") for d in ("always_fails", "sleeps", "example_xcom")}
+        assert "✘" in lines["always_fails"].split("always_fails")[0] and "✘ failed" in lines["always_fails"]
+        assert "▶ running" in lines["sleeps"]
+        assert "⚠" in lines["example_xcom"].split("example_xcom")[0]
+        assert "failed to import" in screen_text(app)
+    run_app_small(flowd, body)
+
+
+def run_app_small(flowd: Flowd, body: Callable[[FlowTUI, Pilot], Awaitable[None]]) -> None:
+    async def main() -> None:
+        app = make_app(flowd.socket_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await body(app, pilot)
+    asyncio.run(main())
+
+
+def test_t_on_a_paused_dag_says_the_run_would_wait_before_queuing_it_and_u_unpauses(flowd: Flowd):
+    from flow.tui.dialogs.paused import PausedTriggerDialog
+    from flow.tui.screens.dag_view import DagViewScreen
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in rows(app), "the row")
+        await asyncio.to_thread(call, flowd, "dags.pause", dag_id="example_xcom", paused=True)
+        await until(pilot, lambda: "⏸" in str(cell(app, "example_xcom", "mark")), "the paused mark")
+        await select(pilot, app, "example_xcom")
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, PausedTriggerDialog), "the paused warning")
+        assert call(flowd, "runs.list", dag_id="example_xcom")["runs"] == []  # nothing queued yet
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DagListScreen), "the list again")
+        assert call(flowd, "runs.list", dag_id="example_xcom")["runs"] == []
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, PausedTriggerDialog), "the paused warning again")
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, DagViewScreen), "the DAG view on the new run")
+        assert not call(flowd, "dags.get", dag_id="example_xcom")["dag"]["is_paused"]
+        assert len(call(flowd, "runs.list", dag_id="example_xcom")["runs"]) == 1
+    run_app(flowd, body)
+
+
+def test_F_lists_what_failed_across_dags_with_the_error_line_and_enter_opens_the_task(flowd: Flowd):
+    from flow.tui.screens.failures import FailuresScreen
+    from flow.tui.screens.task_detail import TaskDetailScreen
+
+    flowd.add_dag("always_fails.py", FAILING)
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: {"always_fails", "example_xcom"} <= set(rows(app)), "the rows")
+        run_id = call(flowd, "dags.trigger", dag_id="always_fails")["run"]["run_id"]
+        call(flowd, "dags.trigger", dag_id="example_xcom")
+        await until(pilot, lambda: "✘ failed" in str(cell(app, "always_fails", "last_run")), "the failed run")
+        await pilot.press("F")
+        await until(pilot, lambda: isinstance(app.screen, FailuresScreen) and app.screen.failures, "the failures")
+        screen = app.screen
+        assert isinstance(screen, FailuresScreen)
+        assert [(f["dag_id"], f["task_id"], f["run_id"]) for f in screen.failures] == [("always_fails", "boom", run_id)]
+        from flow.tui.screens.failures import error_line
+        assert "always fails" in error_line(screen.failures[0])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen), "the task detail")
+        detail = app.screen
+        assert isinstance(detail, TaskDetailScreen)
+        assert (detail.dag_id, detail.run_id, detail.task_id) == ("always_fails", run_id, "boom")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, FailuresScreen), "the failures again")
+    run_app(flowd, body)
+
+
+def test_T_on_the_dag_list_opens_the_conf_editor_on_the_dags_params(flowd: Flowd):
+    """It opened at `{}`: the list's summaries carry no params, so they are asked for."""
+    from flow.tui.dialogs.conf_editor import ConfEditor
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await until(pilot, lambda: "example_xcom" in rows(app), "the row")
+        await select(pilot, app, "example_xcom")
+        await pilot.press("T")
+        await until(pilot, lambda: isinstance(app.screen, ConfEditor), "the conf editor")
+        area = app.screen.query_one("#conf-text")
+        assert area.text.replace(" ", "").replace("\n", "") == '{"x":2}'
+    run_app(flowd, body)

@@ -354,3 +354,67 @@ def test_task_detail_shows_every_try_its_rendered_command_xcom_and_resources_onl
         await pilot.press("escape")
         assert app.screen is screen
     run_app(flowd, body)
+
+
+def test_a_run_triggered_while_the_grid_is_shown_gets_its_final_header_on_screen(flowd: Flowd):
+    """The grid once kept the screen's own run dict, so set_run compared a dict with itself and
+    never repainted the header: `▶ M …` stayed on screen after the run had succeeded."""
+    from tests.tui.test_console_views import screen_text
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        screen = await open_view(pilot, app, "example_xcom")
+        grid = screen.query_one(RunGrid)
+        run_id = call(flowd, "dags.trigger", dag_id="example_xcom")["run"]["run_id"]
+        await until(pilot, lambda: run_id in grid.runs, "the pushed run's column")
+        await until(pilot, lambda: call(flowd, "runs.get", dag_id="example_xcom", run_id=run_id)["run"]["state"]
+                    == "success", "the run to succeed")
+        await until(pilot, lambda: "✔ M" in screen_text(app), "the final header on screen")
+        assert "▶ M" not in screen_text(app) and "◌ M" not in screen_text(app)
+    run_app(flowd, body, size=(80, 24))
+
+
+def test_clear_and_mark_dialogs_show_each_option_by_glyph_not_only_colour(flowd: Flowd):
+    """Every checkbox read `▐X▌` on or off and both radio buttons `▐●▌`: under NO_COLOR nothing told them apart."""
+    from tests.tui.test_console_views import screen_text
+
+    copy_examples(flowd, "example_xcom")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        await open_view(pilot, app, "example_xcom")
+        await finished_run(pilot, app, flowd, "example_xcom")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ClearDialog) and "[ ] downstream (d)" in screen_text(app),
+                    "the clear dialog's boxes")
+        assert "[ ] upstream (u)" in screen_text(app) and "▐X▌" not in screen_text(app)
+        await pilot.press("d")
+        await until(pilot, lambda: "[x] downstream (d)" in screen_text(app), "the ticked box")
+        await pilot.press("escape", "m")
+        await until(pilot, lambda: "(•) ✔ success (s)" in screen_text(app), "the mark dialog's radio buttons")
+        assert "( ) ✘ failed (x)" in screen_text(app) and "▐●▌" not in screen_text(app)
+        await pilot.press("x")
+        await until(pilot, lambda: "(•) ✘ failed (x)" in screen_text(app) and "( ) ✔ success (s)" in screen_text(app),
+                    "the other radio button chosen")
+    run_app(flowd, body, size=(80, 24))
+
+
+def test_a_failed_cells_error_is_on_the_grids_bottom_line_and_at_the_top_of_the_task_detail(flowd: Flowd):
+    """At 80 columns the tries table's Error column was about 100 → away and the grid's bottom
+    line said nothing of the error."""
+    from tests.tui.test_dag_list import FAILING
+
+    flowd.add_dag("always_fails.py", FAILING)
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        screen = await open_view(pilot, app, "always_fails")
+        await finished_run(pilot, app, flowd, "always_fails", glyph="✘")
+        info = screen.query_one("#cell-info")
+        await until(pilot, lambda: "always fails" in str(info.render()), "the error on the bottom line")
+        assert "✘" in str(info.render())
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskDetailScreen)
+                    and "always fails" in str(app.screen.query_one("#ti-header").render()), "the error in the header")
+        header = app.screen.query_one("#ti-header")
+        assert header.region.y < 5 and header.region.width <= 80  # at the top, on screen at 80x24
+    run_app(flowd, body, size=(80, 24))

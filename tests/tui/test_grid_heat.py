@@ -45,6 +45,9 @@ def test_a_try_over_three_times_the_median_of_its_previous_tries_is_flagged():
     assert heat.flags("duration", [5, 5, 5, 15]) == {}, "exactly 3× is not over it"
     history = [1.0] * 12 + [100.0] * 7
     assert list(heat.flags("duration", history)) == [12, 13, 14, 15, 16], "the median moves after enough heavy tries"
+    assert heat.flags("duration", [0.004, 0.004, 0.004, 0.014]) == {}, "a 14 ms try is under the floor"
+    assert heat.flags("memory", [2**20, 2**20, 2**20, 4 * 2**20]) == {}, "4 MiB is under the floor"
+    assert list(heat.flags("duration", [0.4, 0.4, 0.4, 1.5])) == [3], "over the floor and 3× the median"
 
 
 # -- the widget, without a socket ---------------------------------------------------------------

@@ -212,3 +212,40 @@ def test_wrap_splits_long_lines_and_the_window_stays_bounded(tmp_path: Path):
     asyncio.run(main())
     assert clean("a\tb\x1b[31mred\x1b[0m\rdone") == "done"
     assert clean("a\tb\x1b[31mred\x1b[0m") == "a   bred"
+
+
+LATE = """
+    from datetime import timedelta
+    import pendulum
+    from flow import DAG
+    from flow.operators import BashOperator
+
+    with DAG(dag_id="late_log", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+        first = BashOperator(task_id="first", bash_command="while [ ! -e {flag} ]; do sleep 0.02; done")
+        late = BashOperator(task_id="late", retries=1, retry_delay=timedelta(seconds=0.2), bash_command=(
+            'echo "try {{{{ ti.try_number }}}} of late"; [ {{{{ ti.try_number }}}} -ge 2 ]'))
+        first >> late
+"""
+
+
+def test_a_log_opened_before_its_task_starts_comes_alive_and_moves_on_to_the_retry(flowd: Flowd, tmp_path: Path):
+    flag = tmp_path / "go"
+    flowd.add_dag("late_log.py", LATE.format(flag=flag))
+    run_id = trigger(flowd, "late_log")
+
+    async def body(app: FlowTUI, pilot: Pilot) -> None:
+        app.open_logs("late_log", run_id, "late")
+        await until(pilot, lambda: isinstance(app.screen, LogScreen) and "not started yet" in note(app),
+                    "the waiting note")
+        flag.touch()
+        await until(pilot, lambda: "try 1 of late" in view(app).lines, "the first try's output")
+        await until(pilot, lambda: "try 2 of late" in view(app).lines, "the retry's output")
+        assert "try 2 of 2" in header(app) and "↻ try 1" in note(app)
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: "try 1 of late" in view(app).lines and "try 1 of 2" in header(app), "try 1 again")
+    run_app(flowd, body, size=SMALL)
+
+
+def note(app: FlowTUI) -> str:
+    found = app.screen.query("#log-note")
+    return str(found.first().render()) if found else ""

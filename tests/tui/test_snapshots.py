@@ -25,8 +25,10 @@ async def dag_list_loaded(pilot: Pilot) -> None:
     for _ in range(600):
         tables = app.screen.query(DagTable)
         table = tables.first() if tables else None
+        banner = app.screen.query("#import-errors")
         if table is not None and table.row_count == 2 and all(
-                "ago" in str(table.get_cell(dag_id, "last_run")) for dag_id in table.dag_ids):
+                "ago" in str(table.get_cell(dag_id, "last_run")) for dag_id in table.dag_ids) \
+                and banner and banner.first().display:
             break
         await pilot.pause(0.05)
     else:

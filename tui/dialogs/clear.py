@@ -9,6 +9,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Checkbox
 
 from flow.tui.dialogs.confirm import DryRunDialog
+from flow.tui.widgets.toggles import TickBox
 
 
 class ClearDialog(DryRunDialog):
@@ -28,11 +29,11 @@ class ClearDialog(DryRunDialog):
         self.task_id = task_id
 
     def compose_options(self) -> ComposeResult:
-        yield Checkbox("downstream (d)", compact=True, id="downstream")
-        yield Checkbox("upstream (u)", compact=True, id="upstream")
-        yield Checkbox("failed only (f)", compact=True, id="failed_only")
+        yield TickBox("downstream (d)", compact=True, id="downstream")
+        yield TickBox("upstream (u)", compact=True, id="upstream")
+        yield TickBox("failed only (f)", compact=True, id="failed_only")
         whole = self.task_id is None
-        yield Checkbox("whole run (w)", compact=True, value=whole, disabled=whole, id="whole_run")
+        yield TickBox("whole run (w)", compact=True, value=whole, disabled=whole, id="whole_run")
 
     def current_params(self) -> dict[str, Any]:
         value = {box.id: box.value for box in self.query(Checkbox)}

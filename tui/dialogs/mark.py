@@ -9,6 +9,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Checkbox, RadioButton, RadioSet
 
 from flow.tui.dialogs.confirm import DryRunDialog
+from flow.tui.widgets.toggles import DotButton, TickBox
 
 
 class MarkDialog(DryRunDialog):
@@ -28,10 +29,10 @@ class MarkDialog(DryRunDialog):
 
     def compose_options(self) -> ComposeResult:
         with RadioSet(id="mark-state"):
-            yield RadioButton("✔ success (s)", compact=True, value=self.state == "success", id="state-success")
-            yield RadioButton("✘ failed (x)", compact=True, value=self.state == "failed", id="state-failed")
-        yield Checkbox("downstream (d)", compact=True, id="downstream")
-        yield Checkbox("upstream (u)", compact=True, id="upstream")
+            yield DotButton("✔ success (s)", compact=True, value=self.state == "success", id="state-success")
+            yield DotButton("✘ failed (x)", compact=True, value=self.state == "failed", id="state-failed")
+        yield TickBox("downstream (d)", compact=True, id="downstream")
+        yield TickBox("upstream (u)", compact=True, id="upstream")
 
     def current_params(self) -> dict[str, Any]:
         value = {box.id: box.value for box in self.query(Checkbox)}

@@ -105,23 +105,55 @@ class ActionsMixin(_Base):
         dag_id, _, _ = self.action_target()
         if dag_id is None or self.refused("trigger"):
             return
-        self.run_worker(self._trigger(dag_id, None), group="actions", exit_on_error=False)
+        self._when_unpaused(dag_id, None)
 
     def action_trigger_conf(self) -> None:
         dag_id, _, _ = self.action_target()
         if dag_id is None or self.refused("trigger"):
             return
 
+        self.run_worker(self._edit_conf(dag_id), group="actions", exit_on_error=False)
+
+    async def _edit_conf(self, dag_id: str) -> None:
+        """The editor opens on the DAG's params (from flowd when this screen does not hold them)."""
+        initial = self.initial_conf(dag_id)
+        if not initial:
+            try:
+                dag = (await self.flow_app.client.call("dags.get", dag_id=dag_id)).get("dag") or {}
+            except ClientError:
+                dag = {}
+            params = (dag.get("serialized") or {}).get("params")
+            initial = dict(params) if isinstance(params, dict) else {}
+
         def send(conf: dict[str, Any] | None) -> None:
             if conf is not None:
-                self.run_worker(self._trigger(dag_id, conf), group="actions", exit_on_error=False)
-        self.app.push_screen(ConfEditor(dag_id, self.initial_conf(dag_id)), send)
+                self._when_unpaused(dag_id, conf)
+        self.app.push_screen(ConfEditor(dag_id, initial), send)
+
+    def is_paused(self, dag_id: str) -> bool:
+        """Whether the screen knows the DAG to be paused (screens that know override this)."""
+        return False
+
+    def _when_unpaused(self, dag_id: str, conf: dict[str, Any] | None) -> None:
+        """Trigger now, or, for a paused DAG, after saying that the run would wait."""
+        if not self.is_paused(dag_id):
+            self.run_worker(self._trigger(dag_id, conf), group="actions", exit_on_error=False)
+            return
+        from flow.tui.dialogs.paused import PausedTriggerDialog
+
+        def chosen(choice: str | None) -> None:
+            if choice is not None:
+                self.run_worker(self._trigger(dag_id, conf, unpause=choice == "unpause"), group="actions",
+                                exit_on_error=False)
+        self.app.push_screen(PausedTriggerDialog(dag_id), chosen)
 
     def initial_conf(self, dag_id: str) -> dict[str, Any]:
         return {}
 
-    async def _trigger(self, dag_id: str, conf: dict[str, Any] | None) -> None:
+    async def _trigger(self, dag_id: str, conf: dict[str, Any] | None, unpause: bool = False) -> None:
         try:
+            if unpause:
+                await self.flow_app.client.call("dags.pause", dag_id=dag_id, paused=False)
             reply = await self.flow_app.client.call("dags.trigger", dag_id=dag_id,
                                                     **({"conf": conf} if conf is not None else {}))
             run = reply["run"]

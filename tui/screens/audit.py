@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Static
 
+from flow.textsafe import visible
 from flow.tui.screens.refetch import Refetching
 from flow.tui.timefmt import clock
 from flow.tui.widgets.keybar import KeyBar
@@ -87,9 +89,10 @@ class AuditScreen(Refetching, Screen):
         shown = self.visible()
         for entry in shown:
             user = str(entry.get("user") or f"uid {entry.get('uid')}")
-            table.add_row(clock(entry.get("time"), utc=self.flow_app.utc, seconds=True), user,
-                          str(entry.get("action") or "?"), params_text(entry))
-        notes = [f"{len(shown)} of {len(self.entries)} entries" if self.needle else f"{len(self.entries)} entries"]
+            table.add_row(clock(entry.get("time"), utc=self.flow_app.utc, seconds=True), Text(visible(user)),
+                          Text(visible(str(entry.get("action") or "?"))), Text(visible(params_text(entry))))
+        entries = "entry" if len(self.entries) == 1 else "entries"
+        notes = [f"{len(shown)} of {len(self.entries)} {entries}" if self.needle else f"{len(self.entries)} {entries}"]
         if self.needle:
             notes.append(f"filter: {self.needle!r}")
         if self.problem:

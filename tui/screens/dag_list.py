@@ -53,6 +53,7 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
         Binding("f", "only('failed')", "Failing", id="dag_list.failing"),
         Binding("r", "only('running')", "Running", id="dag_list.running"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="dag_list.clear_filter"),
+        Binding("F", "app.jump('failures')", "Failures", id="dag_list.failures"),
         Binding("e", "app.jump('errors')", "Import errors", id="dag_list.import_errors"),
     ]
 
@@ -67,6 +68,8 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
         self._wake = asyncio.Event()
         self._filter_timer: Timer | None = None
         self._stale_times = False
+        self.broken: set[str] = set()
+        """Files with an import error: a DAG defined in one is marked ⚠ (its old definition still runs)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -118,13 +121,16 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
             try:
                 if full or len(dirty) > CATCH_UP:
                     listing = await client.call("dags.list")
-                    self.dags = {d["dag_id"]: d for d in listing.get("dags", [])}
-                    self._set_import_errors(int(listing.get("import_errors") or 0))
+                    count = int(listing.get("import_errors") or 0)
+                    errors = (await client.call("import_errors.list")).get("import_errors") if count else []
+                    self.broken = {str(e.get("filename")) for e in errors or [] if isinstance(e, dict)}
+                    self.dags = {d["dag_id"]: self._marked(d) for d in listing.get("dags", [])}
+                    self._set_import_errors(count)
                     self._render_rows()
                     continue
                 for dag_id in sorted(dirty):
                     reply = await client.call("dags.get", dag_id=dag_id)
-                    dag = reply["dag"]
+                    dag = self._marked(reply["dag"])
                     dag.pop("serialized", None)
                     known = dag_id in self.dags
                     self.dags[dag_id] = dag
@@ -135,6 +141,10 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
                 if client.connected:  # otherwise flow_connected wakes us when flowd is back
                     self._wake.set()
                     await asyncio.sleep(0.5)
+
+    def _marked(self, dag: dict[str, Any]) -> dict[str, Any]:
+        dag["import_error"] = str(dag.get("fileloc")) in self.broken
+        return dag
 
     def _tick(self) -> None:
         """Every 30 s the relative times ('3m ago') move on; a covered list catches up when shown."""
@@ -176,6 +186,9 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
 
     def action_target(self) -> tuple[str | None, str | None, str | None]:
         return self.query_one(DagTable).selected_dag, None, None
+
+    def is_paused(self, dag_id: str) -> bool:
+        return bool(self.dags.get(dag_id, {}).get("is_paused"))
 
     def action_open(self) -> None:
         dag_id = self.query_one(DagTable).selected_dag

@@ -22,6 +22,7 @@ from flow.tui.client import ClientError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.listening import Listening
 from flow.tui.screens.shown import ShownGate
+from flow.tui.screens.task_detail import latest_error
 from flow.tui.timefmt import clock, duration
 from flow.tui.widgets import heat
 from flow.tui.widgets.dag_graph import DagGraph
@@ -240,7 +241,8 @@ class DagViewScreen(Listening, ShownGate, ActionsMixin, Screen):
         dag = self.dag
         paused = "⏸ paused" if dag.get("is_paused") else "● active"
         schedule = dag.get("schedule_text") or dag.get("schedule") or "manual only"
-        page = "newest runs" if len(self.befores) == 1 else f"older runs (page {len(self.befores)}; ] newer)"
+        runs = "run" if len(self.runs) == 1 else "runs"
+        page = f"newest {runs}" if len(self.befores) == 1 else f"older {runs} (page {len(self.befores)}; ] newer)"
         role = " · viewer: read only" if self.flow_app.client.role == "viewer" else ""
         self.query_one("#dag-header", Static).update(
             f"[b]{self.dag_id}[/b] · {schedule} · {paused} · {len(self.runs)} {page} · {self.mode}{role}",
@@ -284,7 +286,9 @@ class DagViewScreen(Listening, ShownGate, ActionsMixin, Screen):
         figures = duration(ti.get("duration")) + (f" · peak {heat.compact_bytes(peak)}" if peak else "")
         wait = f" · waiting: {ti['wait_reason']}" if ti.get("wait_reason") else ""
         flag = self.grid.flag(run_id, task_id)
-        text = f"[b]{task_id}[/b] {GLYPHS.get(state, '?')} {state} · {tries} · {figures} · {head}{wait}"
+        error = latest_error(ti)
+        error = f"[red]✘ {escape(error)}[/red] · " if error else ""  # the selected cell's error first
+        text = f"[b]{task_id}[/b] {GLYPHS.get(state, '?')} {state} · {error}{tries} · {figures} · {head}{wait}"
         self._say(escape(flag) + " · " + text if flag else text)
 
     def _say(self, text: str) -> None:
@@ -317,6 +321,9 @@ class DagViewScreen(Listening, ShownGate, ActionsMixin, Screen):
             self._wake.set()
         elif self.follow in self.runs:
             self._select_run(self.follow)
+
+    def is_paused(self, dag_id: str) -> bool:
+        return dag_id == self.dag_id and bool(self.dag.get("is_paused"))
 
     def initial_conf(self, dag_id: str) -> dict[str, Any]:
         params = (self.dag.get("serialized") or {}).get("params")

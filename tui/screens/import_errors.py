@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
+from flow.textsafe import visible
 from flow.tui.screens.refetch import Refetching
 from flow.tui.timefmt import clock
 from flow.tui.widgets.keybar import KeyBar
@@ -70,7 +72,7 @@ class ImportErrorsScreen(Refetching, Screen):
         table.clear()
         for n, error in enumerate(self.errors):
             message = str(error.get("message") or "").strip().splitlines() or [""]
-            table.add_row(str(error.get("filename") or "?"), message[-1][:200],
+            table.add_row(Text(visible(str(error.get("filename") or "?"))), Text(visible(message[-1][:200])),
                           clock(error.get("timestamp"), utc=self.flow_app.utc), key=str(n))
         if self.errors:
             table.move_cursor(row=min(keep, len(self.errors) - 1))
@@ -93,4 +95,4 @@ class ImportErrorsScreen(Refetching, Screen):
             return
         error = self.errors[row]
         text = str(error.get("traceback") or error.get("message") or "no traceback recorded")
-        box.update(f"{error.get('filename')}\n\n{text}")
+        box.update(Text(visible(f"{error.get('filename')}\n\n{text}", keep="\n")))  # plain text, no markup

@@ -64,6 +64,12 @@ class LogScreen(Listening, Screen):
         super().__init__()
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.try_number = try_number
+        self.pinned = try_number is not None
+        """A try the operator asked for stays on screen; otherwise a retry's new try replaces it."""
+        self.waiting = False
+        """The task has no try yet: its first one is opened as soon as a `ti` event announces it."""
+        self.moved = ""
+        """The marker line shown after the screen moved on to a retry by itself."""
         self.tries: dict[int, str] = {}
         self.log_size = 0
         self.running = False
@@ -119,8 +125,11 @@ class LogScreen(Listening, Screen):
             if ti is None:
                 raise ClientError(f"run {self.run_id!r} of DAG {self.dag_id!r} has no task {self.task_id!r}")
             self.tries = {int(t["try_number"]): str(t.get("state") or "none") for t in ti.get("tries") or []}
-            if not self.tries:
-                raise ClientError(f"task {self.task_id!r} has not run yet, so it has no log")
+            self.waiting = not self.tries
+            if self.waiting:
+                self.problem = f"{self.task_id} has not started yet: its first try is shown as soon as it starts"
+                self._header()
+                return
             if try_number is not None and try_number not in self.tries:
                 raise ClientError(f"task {self.task_id!r} has no try {try_number} "
                                   f"(tries: {min(self.tries)} to {max(self.tries)})")
@@ -210,6 +219,9 @@ class LogScreen(Listening, Screen):
         number = data.get("try_number")
         if kind == "ti" and isinstance(number, int):
             self.tries[number] = str(data.get("state") or "none")
+            if number > (self.try_number or 0) and (self.waiting or not self.pinned):
+                self._move_on(number)
+                return
             self._header()
         if number != self.try_number:
             return
@@ -221,6 +233,14 @@ class LogScreen(Listening, Screen):
             if self.live and self.view.end < self.log_size:
                 self.run_worker(self._guarded(self._newer()), group="logs-more", exit_on_error=False)
             self._header()
+
+    def _move_on(self, number: int) -> None:
+        """A new try of the task began (the first, or a retry): show and follow it."""
+        before = self.try_number
+        if before is not None:
+            self.moved = f"↻ try {before} {self.tries.get(before, 'ended')}: now showing try {number} ([ goes back)"
+        self.waiting = False
+        self._io(self._open(number, follow_default=True))
 
     def _live(self, offset: int, next_offset: int, data: str) -> None:
         self.log_size = max(self.log_size, next_offset)
@@ -341,6 +361,7 @@ class LogScreen(Listening, Screen):
             self.notify(f"no {which} try (tries: {numbers[0]} to {numbers[-1]})", title="Tries")
             return
         self.following = False
+        self.pinned, self.moved = True, ""
         self._io(self._open(target, follow_default=True))
 
     # -- the header --------------------------------------------------------------------------------
@@ -370,6 +391,8 @@ class LogScreen(Listening, Screen):
         if header.content != " · ".join(parts):
             header.update(" · ".join(parts))
         notes = []
+        if self.moved:
+            notes.append(self.moved)
         if self.problem:
             notes.append(f"⚠ {self.problem}")
         if view.needle:

@@ -27,14 +27,16 @@ if TYPE_CHECKING:
 
 INTERVAL = 2.0
 SIZES = ("rss", "db_size", "log_size", "size", "bytes")
-"""Fields shown as sizes: those named here or ending in `_bytes`."""
+"""Fields shown as sizes: those named here, ending in `_bytes`/`_size`/`_rss` or starting `mem_`, `disk_`…"""
 
 
 def show_value(key: str, value: Any, utc: bool) -> str:
     """A field's value the way an operator reads it: sizes in MB, times in the chosen zone."""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int | float) and (key in SIZES or key.endswith(("_bytes", "_size"))):
+    if isinstance(value, int | float) and not isinstance(value, bool) and (
+            key in SIZES or key.endswith(("_bytes", "_size", "_rss"))
+            or key.startswith(("mem_", "memory_", "swap_", "disk_")) and not key.endswith(("_percent", "_ms"))):  # one unit style: `mem total 23.5 GB`
         return human_size(int(value))
     if key == "uptime" or key.endswith("_seconds"):
         return duration(value)

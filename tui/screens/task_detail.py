@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Sparkline, Static
 from textual.widgets.data_table import RowDoesNotExist
 
+from flow.textsafe import visible
 from flow.tui.client import ClientError, RemoteError
 from flow.tui.screens.actions import ActionsMixin
 from flow.tui.screens.listening import Listening
@@ -61,6 +62,14 @@ def resources_text(res: Any) -> str:
             f"peak rss {size(res.get('peak_rss'))} · read {size(res.get('read_bytes'))} · "
             f"written {size(res.get('write_bytes'))} · wall {duration(res.get('wall'))} · "
             f"max processes {num('max_procs', '{:.0f}')}")
+
+
+def latest_error(ti: dict[str, Any]) -> str:
+    """The last line of the latest try's error (or the task instance's), shown control-safe."""
+    tries = [t for t in ti.get("tries") or [] if isinstance(t, dict)]
+    raw = (tries[-1].get("error") if tries else None) or ti.get("error")
+    lines = str(raw or "").strip().splitlines()
+    return visible(lines[-1][:300]) if lines else ""
 
 
 def series(res: Any, key: str) -> list[float]:
@@ -104,7 +113,7 @@ def command_text(text: Text, task: dict[str, Any], attempt: dict[str, Any] | Non
     else:
         return
     shown, hidden = screenful(body.rstrip(), COMMAND_LINES)
-    text.append(shown + "\n", style="cyan")
+    text.append(visible(shown, keep="\n\t") + "\n", style="cyan")
     _more(text, hidden, where)
     if isinstance(rendered, str) and tried.get("rendered_cwd"):
         text.append(f"in {tried['rendered_cwd']}\n", style="dim")
@@ -123,9 +132,9 @@ def definition_text(task: dict[str, Any] | None, ti: dict[str, Any], attempt: di
         command_text(text, task, attempt, where)
     elif task.get("callable"):
         text.append("callable: ", style="dim")
-        text.append(f"{task['callable']}\n", style="cyan")
+        text.append(f"{visible(str(task['callable']))}\n", style="cyan")
     if ti.get("wait_reason"):
-        text.append(f"waiting: {ti['wait_reason']}\n", style="yellow")
+        text.append(f"waiting: {visible(str(ti['wait_reason']))}\n", style="yellow")
     if ti.get("next_retry_at"):
         text.append(f"next retry: {clock(ti['next_retry_at'])}\n")
     text.rstrip()
@@ -160,7 +169,7 @@ def xcom_text(reply: dict[str, Any] | None, problem: str = "", where: str = "`fl
             lines.append(f"{key} = (cut by flowd: {size(info.get('bytes'))} as JSON; its start:)")
             lines.append("  " + str(info.get("head") or "") + "…")
     shown, hidden = screenful("\n".join(lines), XCOM_LINES)
-    text.append("\n" + shown, style="cyan")
+    text.append("\n" + visible(shown, keep="\n"), style="cyan")  # a task's values: never raw to the terminal
     if hidden:
         text.append("\n")
         _more(text, hidden, where)
@@ -272,6 +281,9 @@ class TaskDetailScreen(Listening, ShownGate, ActionsMixin, Screen):
         header = Text(f"{self.task_id} · {self.run_id} · {self.dag_id} · ")
         header.append_text(state_text(state))
         header.append(f" · try {self.ti.get('try_number') or 0}/{self.ti.get('max_tries') or '?'}")
+        error = latest_error(self.ti)
+        if error:  # at 80 columns the tries table's Error column is far to the right: say it here
+            header.append(f"\n✘ {error}", style="red")
         self.query_one("#ti-header", Static).update(header)
         table = self.query_one("#tries", DataTable)
         tries = [t for t in self.ti.get("tries") or [] if isinstance(t, dict)]
@@ -284,7 +296,7 @@ class TaskDetailScreen(Listening, ShownGate, ActionsMixin, Screen):
                      "duration": duration(attempt.get("duration")),
                      "exit": "—" if attempt.get("exit_code") is None else str(attempt["exit_code"]),
                      "host": str(attempt.get("hostname") or "—"), "pid": str(attempt.get("pid") or "—"),
-                     "error": str(attempt.get("error") or "")[:120]}
+                     "error": Text(visible(str(attempt.get("error") or "")[:120]))}
             try:
                 table.get_row_index(key)
             except RowDoesNotExist:

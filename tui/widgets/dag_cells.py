@@ -14,13 +14,17 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from flow.states import GLYPHS
+from flow.textsafe import visible
 from flow.tui.timefmt import clock, relative
 from flow.tui.timefmt import parse as _parse
 from flow.tui.widgets.heat import compact_bytes
 
-COLUMNS = (("paused", "Paused"), ("dag_id", "DAG"), ("tags", "Tags"), ("owner", "Owner"),
-           ("schedule", "Schedule"), ("last_run", "Last run"), ("peak", "Peak mem"), ("next_run", "Next run"),
-           ("recent", "Recent tasks"))
+COLUMNS = (("mark", "   "), ("dag_id", "DAG"), ("last_run", "Last run"), ("recent", "Recent tasks"),
+           ("next_run", "Next run"), ("schedule", "Schedule"), ("owner", "Owner"), ("tags", "Tags"),
+           ("paused", "Paused"), ("peak", "Peak mem"))
+"""What an operator needs first comes first: at 80 columns the mark, the DAG, its last run and
+that run's tasks and the next run are on screen without scrolling; the rest is a → away. The
+mark's header is as wide as its widest mark, so a DAG getting one never re-lays the table out."""
 KEYS = tuple(key for key, _ in COLUMNS)
 
 STATE_STYLES = {
@@ -73,17 +77,33 @@ def schedule_cell(dag: Mapping[str, Any]) -> str:
     return expr or text or "manual only"
 
 
+def mark_text(dag: Mapping[str, Any]) -> Text:
+    """What is wrong with the DAG at a glance: ⚠ its file fails to import (the console sets
+    `import_error`), ✘ its last run failed, ⏸ it is paused."""
+    text = Text()
+    if dag.get("import_error"):
+        text.append("⚠", style="bold yellow")
+    if (dag.get("last_run") or {}).get("state") == "failed":
+        text.append("✘", style="bold red")
+    if dag.get("is_paused"):
+        text.append("⏸", style="yellow")
+    return text
+
+
 def row_cells(dag: Mapping[str, Any], now: datetime, utc: bool = False) -> dict[str, str | Text]:
     """The text of each column for one DAG summary (docs/protocol.md)."""
     paused = Text("⏸ paused", style="yellow") if dag.get("is_paused") else Text("● active", style="green")
     if not dag.get("is_active", True):
         paused = Text("✕ gone", style="dim")
+    failed = (dag.get("last_run") or {}).get("state") == "failed" or dag.get("import_error")
+    dag_id = visible(str(dag.get("dag_id", "")))
     return {
+        "mark": mark_text(dag),
         "paused": paused,
-        "dag_id": str(dag.get("dag_id", "")),
-        "tags": ", ".join(str(t) for t in dag.get("tags") or []),
-        "owner": str(dag.get("owner") or ""),
-        "schedule": schedule_cell(dag),
+        "dag_id": Text(dag_id, style="bold red") if failed else dag_id,
+        "tags": visible(", ".join(str(t) for t in dag.get("tags") or [])),  # DAG authors' text: never raw
+        "owner": visible(str(dag.get("owner") or "")),
+        "schedule": visible(schedule_cell(dag)),
         "last_run": last_run_text(dag.get("last_run"), now),
         "peak": Text(compact_bytes(dag.get("last_run_peak_rss")), justify="right"),
         "next_run": next_run_text(dag.get("next_run"), utc=utc),

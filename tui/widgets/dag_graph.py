@@ -101,7 +101,7 @@ class DagGraph(ScrollView, can_focus=True):
         line_no = y + scroll_y
         width = self.scrollable_content_region.width
         if self.layout_ is None or not 0 <= line_no < self.layout_.height:
-            return Strip.blank(width)
+            return Strip.blank(width, Style())
         text = self.layout_.lines[line_no].ljust(self.layout_.width)
         segments: list[Segment] = []
         at = 0
@@ -115,7 +115,8 @@ class DagGraph(ScrollView, can_focus=True):
             at = end
         if at < len(text):
             segments.append(Segment(text[at:], EDGE_STYLE))
-        return Strip(segments, len(text)).crop_extend(scroll_x, scroll_x + width, None)
+        # Padding with an empty style, not None: NO_COLOR's monochrome filter fails on None.
+        return Strip(segments, len(text)).crop_extend(scroll_x, scroll_x + width, Style())
 
     # -- moving along edges ---------------------------------------------------------------------
 

@@ -251,8 +251,13 @@ class DagTable(ScrollView, can_focus=True):
         return True
 
     def _relayout(self) -> bool:
-        """Set the virtual size; True if it changed (the reactive then repaints the whole widget)."""
-        size = Size(sum(w + 2 * PAD for w in self._widths), 1 + len(self._ids))
+        """Set the virtual size; True if it changed (the reactive then repaints the whole widget).
+        When the columns do not fit, room for one more on the right, so that scrolling a column at a
+        time reaches the start of the last one."""
+        width = sum(w + 2 * PAD for w in self._widths)
+        if width > self.size.width:
+            width += max((w + 2 * PAD for w in self._widths[FIXED:]), default=0)
+        size = Size(width, 1 + len(self._ids))
         if size == self.virtual_size:
             return False
         self.virtual_size = size
@@ -278,7 +283,25 @@ class DagTable(ScrollView, can_focus=True):
         self._move_to(len(self._ids) - 1)
 
     def action_sideways(self, direction: int) -> None:
-        self.scroll_to(x=self.scroll_offset.x + direction * 8, animate=False, immediate=True, force=True)
+        """A whole column at a time: the first column beside the fixed ones is always whole."""
+        width = self.scrollable_content_region.width
+        edges = self._edges(width)
+        x = self._scroll_start(width)
+        if direction > 0:
+            x = next((e for e in edges if e > x), x)
+        else:
+            x = max((e for e in edges if e < x), default=0)
+        self.scroll_to(x=x, animate=False, immediate=True, force=True)
+
+    def _edges(self, width: int) -> list[int]:
+        """Where each scrolling column starts, in the scrolled part's own coordinates."""
+        head = FIXED if self._fixed_width(width) else 0
+        return [0, *accumulate(w + 2 * PAD for w in self._widths[head:])]
+
+    def _scroll_start(self, width: int) -> int:
+        """The scroll offset snapped down to a column's start (a mouse wheel may stop anywhere)."""
+        x = self.scroll_offset.x
+        return max((e for e in self._edges(width) if e <= x), default=0)
 
     def action_select(self) -> None:
         if self.selected_dag is not None:
@@ -310,6 +333,7 @@ class DagTable(ScrollView, can_focus=True):
             self.scroll_to(y=y, animate=False, immediate=True, force=True)
 
     def on_resize(self, event: events.Resize) -> None:
+        self._relayout()
         self._scroll_to_cursor()
 
     def on_click(self, event: events.Click) -> None:
@@ -372,7 +396,7 @@ class DagTable(ScrollView, can_focus=True):
     def _join(self, cells: list[list[Segment]], width: int, style: Style) -> Strip:
         """Fixed columns, then the others from the horizontal scroll offset; the row's style to the edge."""
         fixed = self._fixed_width(width)
-        x = self.scroll_offset.x
+        x = self._scroll_start(width)
         head = FIXED if fixed else 0
         left = Strip([s for cell in cells[:head] for s in cell], fixed)
         rest = Strip([s for cell in cells[head:] for s in cell]).crop_extend(x, x + width - fixed, style)
@@ -389,7 +413,7 @@ class DagTable(ScrollView, can_focus=True):
         if not columns:
             self.refresh(Region(0, y, width, 1))
             return
-        fixed, scroll_x = self._fixed_width(width), self.scroll_offset.x
+        fixed, scroll_x = self._fixed_width(width), self._scroll_start(width)
         edges = [0, *accumulate(w + 2 * PAD for w in self._widths)]
         spans = []
         for column in columns:

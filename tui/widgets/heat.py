@@ -25,6 +25,8 @@ HISTORY = 10
 FACTOR = 3.0
 MIN_HISTORY = 3
 """Fewer previous tries than this make a median too noisy to flag against."""
+FLOORS = {"duration": 1.0, "memory": 8 * 2**20}
+"""Under these (1 s, 8 MiB) nothing is flagged: a 14 ms try being 3.7x a 4 ms median is noise."""
 
 
 def compact_bytes(value: float | int | None) -> str:
@@ -79,7 +81,7 @@ def flags(mode: str, values: Sequence[float | None]) -> dict[int, str]:
         history = seen[-HISTORY:]
         if len(history) >= MIN_HISTORY:
             median = statistics.median(history)
-            if median > 0 and value > FACTOR * median:
+            if median > 0 and value > FACTOR * median and value >= FLOORS.get(mode, 0):
                 what = "took" if mode == "duration" else "peak memory"
                 out[index] = (f"⚠ {what} {show(mode, value)} is {value / median:.1f}× the median "
                               f"{show(mode, median)} of its previous {len(history)} tries")

@@ -23,6 +23,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
+from flow.textsafe import visible
+
 WINDOW = 4 * 1024 * 1024
 """Bytes of log held in memory; the rest stays in the file and is read again when scrolled to."""
 STAMP_WIDTH = 9
@@ -31,8 +33,8 @@ LIVE_FRAME = 0.5
 log resends the whole view (Textual cannot tell the terminal to scroll a region), so a task writing
 50 lines a second cost ~66 KiB/s on a 120x40 terminal when every chunk was painted; two frames a
 second cost ~20 KiB/s, at most half a second behind (docs/benchmarks.md, "Console")."""
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+"""Colour and bold: common in logs and harmless, so dropped; every other control is shown."""
 
 
 def clean(line: str) -> str:
@@ -41,8 +43,8 @@ def clean(line: str) -> str:
     if "\r" in line:
         line = line.rstrip("\r").rsplit("\r", 1)[-1]
     if "\x1b" in line:
-        line = _ANSI.sub("", line)
-    return _CONTROL.sub("", line.expandtabs(4))
+        line = _SGR.sub("", line)
+    return visible(line.expandtabs(4))  # `\x1b]2;…` is drawn as `^[]2;…`, never obeyed
 
 
 class Match(NamedTuple):

@@ -35,6 +35,8 @@ RUN_TYPES = {"scheduled": "S", "manual": "M", "backfill": "B"}
 SELECTED = Style(reverse=True, bold=True)
 CURRENT = Style(bold=True, underline=True)
 DIM = Style(dim=True)
+PLAIN = Style()
+"""For padding: NO_COLOR's monochrome filter fails on a segment whose style is None."""
 
 
 def run_duration(run: Mapping[str, Any]) -> str:
@@ -87,6 +89,7 @@ class RunGrid(ScrollView, can_focus=True):
         self.tasks: list[str] = []
         self.runs: list[str] = []
         self.run_info: dict[str, Mapping[str, Any]] = {}
+        """run id -> a copy of the run as last drawn (the screen's own dicts change under us)."""
         self.cells: dict[str, dict[str, dict[str, Any]]] = {}
         """run id -> task id -> {"state", "duration", "peak_rss", ...}."""
         self.mode = "state"
@@ -106,7 +109,7 @@ class RunGrid(ScrollView, can_focus=True):
         self.tasks = list(tasks)
         self._dim = set()
         self.runs = [str(r["run_id"]) for r in run_list]
-        self.run_info = {str(r["run_id"]): r for r in run_list}
+        self.run_info = {str(r["run_id"]): dict(r) for r in run_list}
         self.cells = {run_id: {task: dict(cell) if isinstance(cell, Mapping) else {"state": cell}
                                for task, cell in (cells.get(run_id) or {}).items()} for run_id in self.runs}
         self.column = min(self.column, max(0, len(self.runs) - 1))
@@ -130,7 +133,7 @@ class RunGrid(ScrollView, can_focus=True):
         """A new run: a new column at the right; while the page fits the screen only it is drawn."""
         run_id = str(run["run_id"])
         self.runs.append(run_id)
-        self.run_info[run_id] = run
+        self.run_info[run_id] = dict(run)
         self.cells[run_id] = {t: dict(c) if isinstance(c, Mapping) else {"state": c} for t, c in (cells or {}).items()}
         before = self.virtual_size
         self._relayout()
@@ -198,7 +201,7 @@ class RunGrid(ScrollView, can_focus=True):
         if run_id not in self.run_info:
             return False
         old = header_lines(self.run_info[run_id]), self.run_info[run_id].get("state")
-        self.run_info[run_id] = run
+        self.run_info[run_id] = dict(run)  # a copy: the caller updates its dict in place, then tells us
         if (header_lines(run), run.get("state")) != old:
             self._refresh_header(run_id)
         return True
@@ -345,12 +348,12 @@ class RunGrid(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         area = max(0, width - self._label)
         if y < HEADER:
-            label: list[Segment] = [Segment(" " * self._label)]
+            label: list[Segment] = [Segment(" " * self._label, PLAIN)]
             segments = [self._header_segment(self.runs[c], y) for c in self._visible_columns(area)]
         else:
             row = y - HEADER + self.scroll_offset.y
             if not 0 <= row < len(self.tasks):
-                return Strip.blank(width)
+                return Strip.blank(width, PLAIN)
             task = self.tasks[row]
             style = CURRENT if row == self.row else (DIM if task in self._dim else Style(bold=True))
             text = task if len(task) <= MAX_LABEL else task[:MAX_LABEL - 1] + "…"
@@ -361,8 +364,8 @@ class RunGrid(ScrollView, can_focus=True):
                 segments.append(Segment(chars, self._style(name, c == self.column and row == self.row)))
         columns = self._visible_columns(area)
         offset = self.scroll_offset.x - (columns.start * CELL if columns else 0)
-        body = Strip(segments).crop_extend(offset, offset + area, None)
-        return Strip.join([Strip(label, self._label), body]).crop_extend(0, width, None)
+        body = Strip(segments).crop_extend(offset, offset + area, PLAIN)
+        return Strip.join([Strip(label, self._label), body]).crop_extend(0, width, PLAIN)
 
     def _header_segment(self, run_id: str, line: int) -> Segment:
         run = self.run_info[run_id]
