@@ -222,7 +222,7 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)  # at once: Widget.focus() defers it, and keys typed right after `/` went to the list
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -244,6 +244,13 @@ class DagListScreen(Listening, ShownGate, ActionsMixin, Screen):
         self._filter_timer = self.set_timer(0.06, self._render_rows, name="filter")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        # Filter now, not after the typing pause: a key pressed right after enter (`/etl⏎t`) must
+        # act on the filtered rows, not on whatever row the cursor had before.
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        self.needle = event.value
+        self._render_rows()
         if not event.value:
             event.input.display = False
-        self.query_one(DagTable).focus()
+        self.set_focus(self.query_one(DagTable))
