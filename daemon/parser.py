@@ -267,7 +267,7 @@ class FileResult:
 
     dags: list[dict] = field(default_factory=list)
     error: tuple[str, str] | None = None
-    seconds: float | None = None
+    seconds: float | None = field(default=None, compare=False)
     """How long the parse took, from handing the file to a child to its answer (set by the pool)."""
 
 
