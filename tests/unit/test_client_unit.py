@@ -339,6 +339,6 @@ def test_follow_log_writes_chunks_of_its_try_until_log_end(sock_path):
     server = serve(sock_path, script)
     out: list[str] = []
     with Client.connect(sock_path) as client:
-        follow_log(client, {"dag_id": "d", "run_id": "r1", "task_id": "a", "offset": -10}, write=out.append)
+        follow_log(client, {"dag_id": "d", "run_id": "r1", "task_id": "a", "offset": -10, "try_number": 1}, write=out.append)
     server.join()
     assert out == ["tail\n", "more\n"]
