@@ -12,7 +12,10 @@ from flow.operators.bash import BashOperator
 
 
 class SSHOperator(BashOperator):
-    """``command`` is Airflow's name for it; ``bash_command`` is accepted too, for symmetry."""
+    """``command`` is Airflow's name for it; ``bash_command`` is accepted too, for symmetry.
+
+    As Airflow's SSHOperator, no exit status means "skipped" unless ``skip_on_exit_code`` says so
+    (BashOperator's default is 99)."""
 
     def __init__(
         self,
@@ -20,6 +23,7 @@ class SSHOperator(BashOperator):
         ssh_conn_id: str,
         command: str | None = None,
         bash_command: str | None = None,
+        skip_on_exit_code: int | list[int] | None = None,
         **kwargs: Any,
     ) -> None:
         if command is not None and bash_command is not None:
@@ -28,7 +32,7 @@ class SSHOperator(BashOperator):
             raise TypeError(f"SSHOperator {kwargs.get('task_id')!r}: ssh_conn_id must name a connection "
                             f"from connections.toml, not {ssh_conn_id!r}")
         super().__init__(bash_command=command if command is not None else bash_command,  # type: ignore[arg-type]
-                         ssh_conn_id=ssh_conn_id, **kwargs)
+                         ssh_conn_id=ssh_conn_id, skip_on_exit_code=skip_on_exit_code, **kwargs)
 
     @property
     def command(self) -> str:

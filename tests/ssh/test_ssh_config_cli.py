@@ -59,8 +59,9 @@ def test_ssh_operator_and_bash_with_a_connection_serialize_the_connection() -> N
     tasks = {t["task_id"]: t for t in serialize_dag(dag)["tasks"]}
     assert tasks["dump"]["kind"] == "bash" and tasks["dump"]["operator"] == "SSHOperator"
     assert tasks["dump"]["bash_command"] == "pg_dump x > /backup/{{ ds }}.sql"
-    assert tasks["dump"]["extra"] == {"ssh_conn_id": "db1"}
-    assert tasks["there"]["extra"] == {"ssh_conn_id": "web"} and tasks["here"]["extra"] == {}
+    assert tasks["dump"]["extra"] == {"ssh_conn_id": "db1", "skip_on_exit_code": []}  # Airflow's SSHOperator: none
+    assert tasks["there"]["extra"] == {"ssh_conn_id": "web", "skip_on_exit_code": [99]}
+    assert tasks["here"]["extra"] == {"skip_on_exit_code": [99]}
     with pytest.raises(TypeError, match="ssh_conn_id must name a connection"):
         SSHOperator(task_id="bad", ssh_conn_id="", command="true")
 
